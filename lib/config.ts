@@ -1,0 +1,231 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+
+/**
+ * The portal's whole configuration, read once from the environment (and `.env`, loaded by the
+ * caller). Every problem is collected and reported together, each with how to fix it.
+ */
+
+const booleanFlag = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no', ''])
+  .optional()
+  .transform((v) => v === '1' || v === 'true' || v === 'yes');
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const durationSeconds = (fallback: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return fallback;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n <= 0) {
+        ctx.addIssue({ code: 'custom', message: `must be a whole number of seconds above 0, got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const rawSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  PORT: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return 3000;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) {
+        ctx.addIssue({ code: 'custom', message: `must be a port number 0-65535, got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    }),
+  HOST: optionalString,
+  PUBLIC_URL: optionalString,
+  APPS_DIR: optionalString,
+  DATA_DIR: optionalString,
+  DATABASE_URL: optionalString,
+  REDIS_URL: optionalString,
+  SESSION_SECRET: optionalString,
+  SESSION_MAX_AGE: durationSeconds(12 * 60 * 60),
+  OIDC_ISSUER: optionalString,
+  OIDC_CLIENT_ID: optionalString,
+  OIDC_CLIENT_SECRET: optionalString,
+  OIDC_AUDIENCE: optionalString,
+  OIDC_SCOPE: optionalString,
+  ACCESS_CLAIM: optionalString,
+  ALLOW_HTTP: booleanFlag,
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type DatabaseTarget =
+  | { kind: 'sqlite'; file: string }
+  | { kind: 'mysql'; url: string; database: string };
+
+export interface Config {
+  env: 'development' | 'production' | 'test';
+  port: number;
+  host: string;
+  publicUrl: URL;
+  /** Whether cookies get `Secure` (the public URL is https). */
+  secureCookies: boolean;
+  appsDir: string;
+  dataDir: string;
+  database: DatabaseTarget;
+  redisUrl: string | undefined;
+  /** Cookie signing keys, newest first; undefined in development means "generate and keep one". */
+  sessionKeys: string[] | undefined;
+  sessionMaxAgeSeconds: number;
+  oidc: {
+    /** undefined: the embedded provider at `/idp`. */
+    issuer: URL | undefined;
+    clientId: string;
+    clientSecret: string | undefined;
+    audience: string | undefined;
+    scope: string;
+    accessClaim: string;
+  };
+  logLevel: string;
+}
+
+const DEFAULT_SCOPE = 'openid profile email offline_access';
+export const EMBEDDED_CLIENT_ID = 'atrium-portal';
+
+function parseDatabaseUrl(value: string, problems: string[]): DatabaseTarget {
+  if (value.startsWith('sqlite:')) {
+    const file = value.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+    if (file === '') problems.push('DATABASE_URL: "sqlite:" needs a file, e.g. sqlite:data/atrium.sqlite');
+    return { kind: 'sqlite', file };
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    problems.push(`DATABASE_URL: "${redact(value)}" is not a URL; use sqlite:<file> or mysql://user:pass@host:port/db`);
+    return { kind: 'sqlite', file: '' };
+  }
+  if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') {
+    problems.push(`DATABASE_URL: unsupported scheme "${url.protocol}"; use sqlite:<file> or mysql://user:pass@host:port/db`);
+  }
+  const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (!/^[A-Za-z0-9_$-]{1,64}$/.test(database)) {
+    problems.push('DATABASE_URL: name the database in the path, e.g. mysql://root@127.0.0.1:3306/atrium');
+  }
+  return { kind: 'mysql', url: value, database };
+}
+
+/** Hides a password in a URL before it goes into an error message. */
+export function redact(value: string): string {
+  return value.replace(/(\/\/[^:/@]*:)[^@]*@/, '$1***@');
+}
+
+function parseUrl(name: string, value: string, problems: string[]): URL | undefined {
+  try {
+    const url = new URL(value);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      problems.push(`${name}: must be an http(s) URL, got "${value}"`);
+      return undefined;
+    }
+    return url;
+  } catch {
+    problems.push(`${name}: "${value}" is not a URL`);
+    return undefined;
+  }
+}
+
+type RawConfig = z.output<typeof rawSchema>;
+
+/**
+ * Parses variable by variable so that one bad value does not hide the problems of the others;
+ * a variable that fails falls back to its default only to let the remaining checks run.
+ */
+function parseEachVariable(env: NodeJS.ProcessEnv, problems: string[]): RawConfig {
+  const out: Record<string, unknown> = {};
+  for (const [name, schema] of Object.entries(rawSchema.shape)) {
+    const result = (schema as z.ZodType).safeParse(env[name]);
+    if (result.success) {
+      out[name] = result.data;
+    } else {
+      for (const issue of result.error.issues) problems.push(`${name}: ${issue.message}`);
+      out[name] = (schema as z.ZodType).safeParse(undefined).data;
+    }
+  }
+  return out as RawConfig;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  const raw = parseEachVariable(env, problems);
+  const production = raw.NODE_ENV === 'production';
+
+  const port = raw.PORT;
+  const publicUrl =
+    parseUrl('PUBLIC_URL', raw.PUBLIC_URL ?? `http://localhost:${port}`, problems) ?? new URL('http://localhost');
+  if (publicUrl.pathname !== '/' || publicUrl.search || publicUrl.hash) {
+    problems.push(`PUBLIC_URL: give only the origin (scheme, host, port), e.g. https://atrium.example.com; got "${raw.PUBLIC_URL}"`);
+  }
+  if (publicUrl.username || publicUrl.password) problems.push('PUBLIC_URL: must not contain credentials');
+  if (production && publicUrl.protocol === 'http:' && !raw.ALLOW_HTTP) {
+    problems.push('PUBLIC_URL: production needs an https URL (cookies must be Secure); set ALLOW_HTTP=1 only if a TLS proxy is not possible');
+  }
+
+  const sessionKeys = raw.SESSION_SECRET?.split(',').map((k) => k.trim()).filter(Boolean);
+  if (sessionKeys) {
+    sessionKeys.forEach((key, i) => {
+      if (key.length < 32) problems.push(`SESSION_SECRET: key ${i + 1} is ${key.length} characters; use at least 32 random characters (openssl rand -hex 32)`);
+    });
+  } else if (production) {
+    problems.push('SESSION_SECRET: required in production (comma-separated keys, newest first; openssl rand -hex 32)');
+  }
+
+  const database = parseDatabaseUrl(raw.DATABASE_URL ?? 'sqlite:data/atrium.sqlite', problems);
+
+  if (raw.REDIS_URL !== undefined && !/^rediss?:\/\//.test(raw.REDIS_URL)) {
+    problems.push(`REDIS_URL: must start with redis:// or rediss://, got "${redact(raw.REDIS_URL)}"`);
+  }
+
+  const issuer = raw.OIDC_ISSUER === undefined ? undefined : parseUrl('OIDC_ISSUER', raw.OIDC_ISSUER, problems);
+  if (issuer && !raw.OIDC_CLIENT_ID) problems.push('OIDC_CLIENT_ID: required when OIDC_ISSUER is set');
+  if (!raw.OIDC_ISSUER && (raw.OIDC_CLIENT_ID || raw.OIDC_CLIENT_SECRET)) {
+    problems.push('OIDC_CLIENT_ID/OIDC_CLIENT_SECRET: set OIDC_ISSUER too, or unset both to use the embedded provider');
+  }
+  if (production && issuer?.protocol === 'http:' && !raw.ALLOW_HTTP) {
+    problems.push('OIDC_ISSUER: production needs an https issuer; set ALLOW_HTTP=1 to allow http');
+  }
+  const scope = raw.OIDC_SCOPE ?? DEFAULT_SCOPE;
+  if (!scope.split(/\s+/).includes('openid')) problems.push(`OIDC_SCOPE: must include "openid", got "${scope}"`);
+
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    env: raw.NODE_ENV,
+    port,
+    host: raw.HOST ?? (production ? '0.0.0.0' : '127.0.0.1'),
+    publicUrl,
+    secureCookies: publicUrl.protocol === 'https:',
+    appsDir: raw.APPS_DIR ?? 'apps',
+    dataDir: raw.DATA_DIR ?? 'data',
+    database,
+    redisUrl: raw.REDIS_URL,
+    sessionKeys,
+    sessionMaxAgeSeconds: raw.SESSION_MAX_AGE,
+    oidc: {
+      issuer,
+      clientId: raw.OIDC_CLIENT_ID ?? EMBEDDED_CLIENT_ID,
+      clientSecret: raw.OIDC_CLIENT_SECRET,
+      audience: raw.OIDC_AUDIENCE,
+      scope,
+      accessClaim: raw.ACCESS_CLAIM ?? 'scope',
+    },
+    logLevel: raw.LOG_LEVEL,
+  };
+}
+
+/** The public origin without a trailing slash, for building absolute URLs. */
+export function origin(config: Pick<Config, 'publicUrl'>): string {
+  return config.publicUrl.origin;
+}

@@ -1,0 +1,54 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Kysely, MysqlDialect, SqliteDialect } from 'kysely';
+import type { DatabaseTarget } from '../config.ts';
+import type { Database, DB } from './schema.ts';
+
+/** Opens the database named by DATABASE_URL; MySQL databases are created when missing. */
+export async function openDatabase(target: DatabaseTarget): Promise<Database> {
+  if (target.kind === 'sqlite') return openSqlite(target.file);
+  return openMysql(target.url, target.database);
+}
+
+async function openSqlite(file: string): Promise<Database> {
+  const { default: SQLite } = await import('better-sqlite3');
+  const path = file === ':memory:' ? file : resolve(file);
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const sqlite = new SQLite(path);
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('foreign_keys = ON');
+  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma('synchronous = NORMAL');
+  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
+  return { db, dialect: 'sqlite', close: () => db.destroy() };
+}
+
+async function openMysql(url: string, database: string): Promise<Database> {
+  const mysql = await import('mysql2');
+  await ensureMysqlDatabase(url, database);
+  const pool = mysql.createPool({
+    uri: url,
+    charset: 'utf8mb4',
+    connectionLimit: 10,
+    // BIGINT millisecond times fit in a double; keep them numbers, not strings.
+    supportBigNumbers: true,
+    bigNumberStrings: false,
+    timezone: 'Z',
+  });
+  const db = new Kysely<DB>({ dialect: new MysqlDialect({ pool }) });
+  return { db, dialect: 'mysql', close: () => db.destroy() };
+}
+
+async function ensureMysqlDatabase(url: string, database: string): Promise<void> {
+  const mysql = await import('mysql2/promise');
+  const server = new URL(url);
+  server.pathname = '/';
+  const connection = await mysql.createConnection({ uri: server.toString() });
+  try {
+    await connection.query(
+      `CREATE DATABASE IF NOT EXISTS \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`,
+    );
+  } finally {
+    await connection.end();
+  }
+}

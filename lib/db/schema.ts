@@ -1,0 +1,82 @@
+import type { ColumnType, Generated, Kysely } from 'kysely';
+
+/**
+ * The tables, as Kysely sees them. Times are epoch milliseconds in BIGINT columns so that SQLite and
+ * MySQL store and return the same thing; JSON documents are TEXT, parsed by the code that owns them.
+ */
+export interface UsersTable {
+  id: Generated<number>;
+  sub: string;
+  email: string | null;
+  name: string | null;
+  picture: string | null;
+  created_at: number;
+  updated_at: number;
+  last_login_at: number | null;
+  login_count: ColumnType<number, number | undefined, number>;
+  profile: string;
+  password_hash: string | null;
+  disabled_at: number | null;
+}
+
+export interface GroupsTable {
+  id: Generated<number>;
+  name: string;
+  level: string | null;
+  description: string;
+  builtin: ColumnType<number, number | undefined, number>;
+  created_at: number;
+}
+
+export interface GroupNestingTable {
+  /** Members of the child inherit everything granted to the parent. */
+  parent_id: number;
+  child_id: number;
+}
+
+export interface GroupMembersTable {
+  group_id: number;
+  user_id: number;
+  created_at: number;
+}
+
+export interface SessionsTable {
+  id: string;
+  user_sub: string | null;
+  data: string;
+  expires_at: number;
+}
+
+export interface OidcPayloadsTable {
+  model: string;
+  id: string;
+  payload: string;
+  grant_id: string | null;
+  user_code: string | null;
+  uid: string | null;
+  expires_at: number | null;
+  consumed_at: number | null;
+}
+
+export interface SettingsTable {
+  name: string;
+  value: string;
+}
+
+export interface DB {
+  users: UsersTable;
+  groups: GroupsTable;
+  group_nesting: GroupNestingTable;
+  group_members: GroupMembersTable;
+  sessions: SessionsTable;
+  oidc_payloads: OidcPayloadsTable;
+  settings: SettingsTable;
+}
+
+export type Dialect = 'sqlite' | 'mysql';
+
+export interface Database {
+  db: Kysely<DB>;
+  dialect: Dialect;
+  close(): Promise<void>;
+}

@@ -1,0 +1,98 @@
+import type { Database } from '../db/schema.ts';
+import { highest, isLevel, type Level } from '../levels.ts';
+
+/** What the directory grants one user: effective groups (with inheritance) and the level they give. */
+export interface DirectoryGrant {
+  groups: string[];
+  level: Level | null;
+}
+
+interface GroupNode {
+  id: number;
+  name: string;
+  level: Level | null;
+  parents: number[];
+}
+
+const NO_GRANT: DirectoryGrant = Object.freeze({ groups: Object.freeze([]) as unknown as string[], level: null });
+
+/**
+ * An in-memory picture of groups, nesting and membership, so the request path answers "which
+ * groups and which level does user N have" without touching the database. It is rebuilt whole
+ * from three small queries whenever the directory changes; answers are memoised per user until then.
+ */
+export class AccessIndex {
+  private groups = new Map<number, GroupNode>();
+  private membership = new Map<number, number[]>();
+  private ancestorsMemo = new Map<number, number[]>();
+  private grantMemo = new Map<number, DirectoryGrant>();
+
+  static async load(database: Database): Promise<AccessIndex> {
+    const index = new AccessIndex();
+    await index.reload(database);
+    return index;
+  }
+
+  async reload(database: Database): Promise<void> {
+    const db = database.db;
+    const [groupRows, nestingRows, memberRows] = await Promise.all([
+      db.selectFrom('groups').select(['id', 'name', 'level']).execute(),
+      db.selectFrom('group_nesting').select(['parent_id', 'child_id']).execute(),
+      db.selectFrom('group_members').select(['group_id', 'user_id']).execute(),
+    ]);
+    const groups = new Map<number, GroupNode>();
+    for (const g of groupRows) {
+      groups.set(Number(g.id), { id: Number(g.id), name: g.name, level: isLevel(g.level) ? g.level : null, parents: [] });
+    }
+    for (const n of nestingRows) groups.get(Number(n.child_id))?.parents.push(Number(n.parent_id));
+    const membership = new Map<number, number[]>();
+    for (const m of memberRows) {
+      const list = membership.get(Number(m.user_id)) ?? [];
+      list.push(Number(m.group_id));
+      membership.set(Number(m.user_id), list);
+    }
+    // Swap everything at once so a concurrent request sees the old picture or the new, never half.
+    this.groups = groups;
+    this.membership = membership;
+    this.ancestorsMemo = new Map();
+    this.grantMemo = new Map();
+  }
+
+  /** The group itself and every group it inherits from, however deep (nesting is acyclic). */
+  private ancestors(groupId: number): number[] {
+    const memo = this.ancestorsMemo.get(groupId);
+    if (memo) return memo;
+    const seen = new Set<number>();
+    const stack = [groupId];
+    while (stack.length > 0) {
+      const id = stack.pop() as number;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      for (const parent of this.groups.get(id)?.parents ?? []) stack.push(parent);
+    }
+    const list = [...seen];
+    this.ancestorsMemo.set(groupId, list);
+    return list;
+  }
+
+  grantFor(userId: number | undefined): DirectoryGrant {
+    if (userId === undefined) return NO_GRANT;
+    const memo = this.grantMemo.get(userId);
+    if (memo) return memo;
+    const direct = this.membership.get(userId);
+    if (!direct) return NO_GRANT;
+    const effective = new Set<number>();
+    for (const groupId of direct) for (const id of this.ancestors(groupId)) effective.add(id);
+    let level: Level | null = null;
+    const names: string[] = [];
+    for (const id of effective) {
+      const group = this.groups.get(id);
+      if (!group) continue;
+      names.push(group.name);
+      level = highest(level, group.level);
+    }
+    const grant = Object.freeze({ groups: Object.freeze(names.sort()) as unknown as string[], level });
+    this.grantMemo.set(userId, grant);
+    return grant;
+  }
+}

@@ -1,0 +1,153 @@
+import { randomUUID } from 'node:crypto';
+import type { Selectable } from 'kysely';
+import type { Database, UsersTable } from '../db/schema.ts';
+import { hashPassword } from './passwords.ts';
+
+export type UserRow = Selectable<UsersTable>;
+
+/** What an identity provider says about a person, as far as the directory keeps it. */
+export interface ProviderClaims {
+  sub: string;
+  email?: string | null | undefined;
+  name?: string | null | undefined;
+  picture?: string | null | undefined;
+}
+
+export interface UserRecord {
+  id: number;
+  sub: string;
+  email: string | null;
+  name: string | null;
+  picture: string | null;
+  createdAt: number;
+  lastLoginAt: number | null;
+  loginCount: number;
+  profile: Record<string, unknown>;
+  disabled: boolean;
+  local: boolean;
+}
+
+export function toUserRecord(row: UserRow): UserRecord {
+  return {
+    id: row.id,
+    sub: row.sub,
+    email: row.email,
+    name: row.name,
+    picture: row.picture,
+    createdAt: Number(row.created_at),
+    lastLoginAt: row.last_login_at === null ? null : Number(row.last_login_at),
+    loginCount: Number(row.login_count),
+    profile: parseProfile(row.profile),
+    disabled: row.disabled_at !== null,
+    local: row.password_hash !== null,
+  };
+}
+
+function parseProfile(text: string): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(text);
+    return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Bounded copies of provider claims: a provider is trusted for identity, not for column sizes. */
+function clip(value: string | null | undefined, max: number): string | null {
+  if (typeof value !== 'string' || value === '') return null;
+  return value.slice(0, max);
+}
+
+export class UserDirectory {
+  constructor(private readonly database: Database) {}
+
+  private get db() {
+    return this.database.db;
+  }
+
+  async bySub(sub: string): Promise<UserRecord | undefined> {
+    const row = await this.db.selectFrom('users').selectAll().where('sub', '=', sub).executeTakeFirst();
+    return row && toUserRecord(row);
+  }
+
+  async byId(id: number): Promise<UserRecord | undefined> {
+    const row = await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toUserRecord(row);
+  }
+
+  /** A local account (one with a password) by email, with its hash, for the embedded provider. */
+  async localAccount(email: string): Promise<(UserRecord & { passwordHash: string }) | undefined> {
+    const row = await this.db
+      .selectFrom('users')
+      .selectAll()
+      .where('email', '=', email.trim().toLowerCase())
+      .where('password_hash', 'is not', null)
+      .executeTakeFirst();
+    return row && { ...toUserRecord(row), passwordHash: row.password_hash as string };
+  }
+
+  async count(): Promise<number> {
+    const row = await this.db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /** Creates a local account of the embedded provider; its `sub` is a fresh UUID. */
+  async createLocal(input: { email: string; name?: string; password: string }): Promise<UserRecord> {
+    const now = Date.now();
+    const sub = randomUUID();
+    await this.db
+      .insertInto('users')
+      .values({
+        sub,
+        email: input.email.trim().toLowerCase(),
+        name: input.name ?? null,
+        picture: null,
+        created_at: now,
+        updated_at: now,
+        last_login_at: null,
+        profile: '{}',
+        password_hash: await hashPassword(input.password),
+        disabled_at: null,
+      })
+      .execute();
+    return (await this.bySub(sub)) as UserRecord;
+  }
+
+  /**
+   * A login: inserts the user on first sight, else refreshes the provider-owned columns and counts
+   * the login. The `profile` column (what the user typed) is never touched here.
+   */
+  async recordLogin(claims: ProviderClaims, at = Date.now()): Promise<UserRecord> {
+    // Only claims the provider actually sent overwrite a column: a token without `picture` keeps it.
+    const sent: { email?: string | null; name?: string | null; picture?: string | null } = {};
+    if (claims.email !== undefined) sent.email = clip(claims.email?.toLowerCase(), 320);
+    if (claims.name !== undefined) sent.name = clip(claims.name, 255);
+    if (claims.picture !== undefined) sent.picture = clip(claims.picture, 2048);
+    const insert = this.db.insertInto('users').values({
+      sub: claims.sub,
+      email: sent.email ?? null,
+      name: sent.name ?? null,
+      picture: sent.picture ?? null,
+      created_at: at,
+      updated_at: at,
+      last_login_at: at,
+      login_count: 1,
+      profile: '{}',
+      password_hash: null,
+      disabled_at: null,
+    });
+    // One statement either way, so two concurrent first logins cannot create the same user twice.
+    if (this.database.dialect === 'mysql') {
+      await insert
+        .onDuplicateKeyUpdate((eb) => ({ ...sent, updated_at: at, last_login_at: at, login_count: eb('login_count', '+', 1) }))
+        .execute();
+    } else {
+      await insert
+        .onConflict((oc) =>
+          oc.column('sub').doUpdateSet((eb) => ({ ...sent, updated_at: at, last_login_at: at, login_count: eb('users.login_count', '+', 1) })),
+        )
+        .execute();
+    }
+    return (await this.bySub(claims.sub)) as UserRecord;
+  }
+}

@@ -1,0 +1,140 @@
+import * as client from 'openid-client';
+import { UnauthenticatedError, UpstreamError } from '../errors.ts';
+
+/** What must survive the trip to the provider and back, kept server-side of the browser's reach. */
+export interface LoginTransaction {
+  state: string;
+  nonce: string;
+  verifier: string;
+  returnTo: string;
+  createdAt: number;
+}
+
+export interface TokenSet {
+  accessToken: string;
+  refreshToken: string | undefined;
+  idToken: string | undefined;
+  /** Epoch ms when the access token expires (undefined: the provider did not say). */
+  expiresAt: number | undefined;
+  scope: string | undefined;
+  idClaims: Record<string, unknown>;
+}
+
+export interface RelyingPartyOptions {
+  issuer: URL;
+  clientId: string;
+  clientSecret: string | undefined;
+  redirectUri: string;
+  scope: string;
+  audience: string | undefined;
+  /** Where the level is read from in the tokens (ACCESS_CLAIM). */
+  accessClaim: string;
+  /** Extra authorization parameters (e.g. `resource` for the embedded provider). */
+  extraAuthParams?: Record<string, string>;
+}
+
+/**
+ * The portal as an OpenID Connect client (openid-client v6): code flow with PKCE (S256), state and
+ * nonce. Discovery happens on first use and is retried after a failure, so the portal can start
+ * before its provider answers.
+ */
+export class RelyingParty {
+  private configuration: Promise<client.Configuration> | undefined;
+
+  constructor(private readonly options: RelyingPartyOptions) {}
+
+  get accessClaim(): string {
+    return this.options.accessClaim;
+  }
+
+  private async config(): Promise<client.Configuration> {
+    this.configuration ??= this.discover().catch((err: unknown) => {
+      this.configuration = undefined;
+      throw new UpstreamError('The identity provider cannot be reached; try again shortly.', { cause: err, code: 'idp_unreachable' });
+    });
+    return this.configuration;
+  }
+
+  private async discover(): Promise<client.Configuration> {
+    const { issuer, clientId, clientSecret } = this.options;
+    const auth = clientSecret ? client.ClientSecretBasic(clientSecret) : client.None();
+    return client.discovery(issuer, clientId, undefined, auth, {
+      execute: issuer.protocol === 'http:' ? [client.allowInsecureRequests] : [],
+      timeout: 10,
+    });
+  }
+
+  /** Whether the provider has answered discovery (readiness). */
+  async ready(): Promise<boolean> {
+    try {
+      await this.config();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async startLogin(returnTo: string): Promise<{ url: URL; transaction: LoginTransaction }> {
+    const config = await this.config();
+    const verifier = client.randomPKCECodeVerifier();
+    const transaction: LoginTransaction = {
+      state: client.randomState(),
+      nonce: client.randomNonce(),
+      verifier,
+      returnTo,
+      createdAt: Date.now(),
+    };
+    const params: Record<string, string> = {
+      redirect_uri: this.options.redirectUri,
+      scope: this.options.scope,
+      code_challenge: await client.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state: transaction.state,
+      nonce: transaction.nonce,
+      ...(this.options.audience ? { audience: this.options.audience } : {}),
+      ...this.options.extraAuthParams,
+    };
+    return { url: client.buildAuthorizationUrl(config, params), transaction };
+  }
+
+  /** Exchanges the code; any mismatch (state, nonce, PKCE, issuer, signature) is a 401. */
+  async finishLogin(callbackUrl: URL, transaction: LoginTransaction): Promise<TokenSet> {
+    const config = await this.config();
+    let response: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
+    try {
+      response = await client.authorizationCodeGrant(config, callbackUrl, {
+        pkceCodeVerifier: transaction.verifier,
+        expectedState: transaction.state,
+        expectedNonce: transaction.nonce,
+        idTokenExpected: true,
+      });
+    } catch (err) {
+      if (err instanceof client.ClientError || err instanceof client.AuthorizationResponseError || err instanceof client.ResponseBodyError) {
+        throw new UnauthenticatedError('Sign-in did not complete; please try again.', { cause: err, code: 'login_failed' });
+      }
+      throw new UpstreamError('The identity provider did not complete the sign-in.', { cause: err, code: 'idp_error' });
+    }
+    return toTokenSet(response);
+  }
+
+  async endSessionUrl(idToken: string | undefined, postLogoutRedirectUri: string): Promise<URL | undefined> {
+    const config = await this.config();
+    if (!config.serverMetadata().end_session_endpoint) return undefined;
+    return client.buildEndSessionUrl(config, {
+      post_logout_redirect_uri: postLogoutRedirectUri,
+      ...(idToken ? { id_token_hint: idToken } : {}),
+    });
+  }
+}
+
+function toTokenSet(response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers): TokenSet {
+  const expiresIn = response.expiresIn();
+  return {
+    accessToken: response.access_token,
+    refreshToken: response.refresh_token,
+    idToken: response.id_token,
+    expiresAt: expiresIn === undefined ? undefined : Date.now() + expiresIn * 1000,
+    scope: response.scope,
+    idClaims: (response.claims() ?? {}) as Record<string, unknown>,
+  };
+}

@@ -1,0 +1,73 @@
+import type { SessionData, SessionStore } from './store.ts';
+
+interface Entry {
+  data: SessionData | undefined;
+  until: number;
+}
+
+/**
+ * A read-through cache in front of a store, so the request path normally costs a map lookup
+ * instead of a database round trip. Writes go through to the store first and then replace the
+ * entry, so this process always reads its own writes. Another process's writes (the admin CLI
+ * ending a user's sessions) are seen once an entry ages out: `ttlMs` bounds that staleness.
+ */
+export class CachedSessionStore implements SessionStore {
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(
+    private readonly inner: SessionStore,
+    private readonly ttlMs = 5_000,
+    private readonly maxEntries = 50_000,
+  ) {}
+
+  async get(id: string): Promise<SessionData | undefined> {
+    const now = Date.now();
+    const hit = this.entries.get(id);
+    if (hit && hit.until > now) return hit.data;
+    const data = await this.inner.get(id);
+    this.remember(id, data, now);
+    return data;
+  }
+
+  async set(id: string, data: SessionData, ttlMs: number, subject: string | null): Promise<void> {
+    await this.inner.set(id, data, ttlMs, subject);
+    this.remember(id, data, Date.now());
+  }
+
+  async destroy(id: string): Promise<void> {
+    this.entries.delete(id);
+    await this.inner.destroy(id);
+    this.entries.delete(id);
+  }
+
+  async destroyBySubject(subject: string): Promise<number> {
+    const ids = await this.inner.idsBySubject(subject);
+    const count = await this.inner.destroyBySubject(subject);
+    for (const id of ids) this.entries.delete(id);
+    return count;
+  }
+
+  idsBySubject(subject: string): Promise<string[]> {
+    return this.inner.idsBySubject(subject);
+  }
+
+  /** Forgets one cached entry (another instance changed it). */
+  forget(id: string): void {
+    this.entries.delete(id);
+  }
+
+  async sweep(now = Date.now()): Promise<number> {
+    for (const [id, entry] of this.entries) if (entry.until <= now) this.entries.delete(id);
+    return this.inner.sweep(now);
+  }
+
+  private remember(id: string, data: SessionData | undefined, now: number): void {
+    if (this.entries.size >= this.maxEntries) {
+      // Maps iterate in insertion order: dropping the first key evicts the oldest entry.
+      const oldest = this.entries.keys().next().value;
+      if (oldest !== undefined) this.entries.delete(oldest);
+    }
+    this.entries.delete(id);
+    this.entries.set(id, { data, until: now + this.ttlMs });
+  }
+}

@@ -1,0 +1,61 @@
+import type { Database } from '../db/schema.ts';
+import type { SessionData, SessionStore } from './store.ts';
+
+/** Sessions in the portal's SQL database (`sessions` table), swept periodically by the portal. */
+export class SqlSessionStore implements SessionStore {
+  constructor(private readonly database: Database) {}
+
+  private get db() {
+    return this.database.db;
+  }
+
+  async get(id: string): Promise<SessionData | undefined> {
+    const row = await this.db
+      .selectFrom('sessions')
+      .select(['data', 'expires_at'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row || Number(row.expires_at) <= Date.now()) return undefined;
+    try {
+      return JSON.parse(row.data) as SessionData;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async set(id: string, data: SessionData, ttlMs: number, subject: string | null): Promise<void> {
+    const values = { id, user_sub: subject, data: JSON.stringify(data), expires_at: Date.now() + ttlMs };
+    const insert = this.db.insertInto('sessions').values(values);
+    if (this.database.dialect === 'mysql') {
+      await insert.onDuplicateKeyUpdate({ user_sub: values.user_sub, data: values.data, expires_at: values.expires_at }).execute();
+    } else {
+      await insert
+        .onConflict((oc) => oc.column('id').doUpdateSet({ user_sub: values.user_sub, data: values.data, expires_at: values.expires_at }))
+        .execute();
+    }
+  }
+
+  async destroy(id: string): Promise<void> {
+    await this.db.deleteFrom('sessions').where('id', '=', id).execute();
+  }
+
+  async destroyBySubject(subject: string): Promise<number> {
+    const result = await this.db.deleteFrom('sessions').where('user_sub', '=', subject).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
+  async idsBySubject(subject: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('sessions')
+      .select('id')
+      .where('user_sub', '=', subject)
+      .where('expires_at', '>', Date.now())
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  async sweep(now = Date.now()): Promise<number> {
+    const result = await this.db.deleteFrom('sessions').where('expires_at', '<=', now).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+}

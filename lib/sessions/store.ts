@@ -1,0 +1,19 @@
+/**
+ * The contract every session backend keeps (SQL now, Redis when REDIS_URL is set). One shared test
+ * suite (tests/session-store.suite.ts) runs against each backend.
+ */
+export type SessionData = Record<string, unknown>;
+
+export interface SessionStore {
+  /** The session, or undefined when it does not exist or has expired. */
+  get(id: string): Promise<SessionData | undefined>;
+  /** Creates or replaces a session that expires `ttlMs` from now; `subject` indexes it by user. */
+  set(id: string, data: SessionData, ttlMs: number, subject: string | null): Promise<void>;
+  destroy(id: string): Promise<void>;
+  /** Ends every session of one user (logout everywhere, a disabled account); returns how many. */
+  destroyBySubject(subject: string): Promise<number>;
+  /** Ids of one user's live sessions. */
+  idsBySubject(subject: string): Promise<string[]>;
+  /** Removes expired sessions; returns how many. Backends that expire by themselves return 0. */
+  sweep(now?: number): Promise<number>;
+}

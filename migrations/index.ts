@@ -1,0 +1,10 @@
+import type { Migration } from 'kysely';
+import * as initial from './20261123T120000_initial.ts';
+
+/**
+ * Every migration, by name, in the order they apply. Listed explicitly rather than read from the
+ * folder so that the same set runs under tsx, vitest and a bundler alike.
+ */
+export const migrations: Record<string, Migration> = {
+  '20261123T120000_initial': initial,
+};

@@ -1,0 +1,126 @@
+import Koa from 'koa';
+import mount from 'koa-mount';
+import { discoverApps } from '../lib/apps/discovery.ts';
+import type { Config } from '../lib/config.ts';
+import { openDatabase } from '../lib/db/database.ts';
+import { migrateToLatest } from '../lib/db/migrate.ts';
+import type { Database } from '../lib/db/schema.ts';
+import { AccessIndex } from '../lib/directory/access.ts';
+import { seedDemoAccounts } from '../lib/directory/demo.ts';
+import { GroupDirectory } from '../lib/directory/groups.ts';
+import { UserDirectory } from '../lib/directory/users.ts';
+import { ACCESS_SCOPES } from '../lib/levels.ts';
+import type { Logger } from '../lib/log.ts';
+import { RelyingParty } from '../lib/oidc/relying-party.ts';
+import { CachedSessionStore } from '../lib/sessions/cached-store.ts';
+import { SqlSessionStore } from '../lib/sessions/sql-store.ts';
+import type { PortalState } from './context.ts';
+import { AppTable, dispatch } from './dispatch.ts';
+import { sweepOidcPayloads } from './idp/adapter.ts';
+import { interactionRoutes } from './idp/interactions.ts';
+import { createEmbeddedProvider, EMBEDDED_PREFIX, type EmbeddedProvider } from './idp/provider.ts';
+import { errorHandler } from './middleware/errors.ts';
+import { hardening } from './middleware/hardening.ts';
+import { sessionMiddleware } from './middleware/session.ts';
+import { userMiddleware } from './middleware/user.ts';
+import { assets } from './routes/assets.ts';
+import { authRoutes } from './routes/auth.ts';
+import { healthRoutes } from './routes/health.ts';
+import { pageRoutes } from './routes/pages.ts';
+import { developmentSessionKeys } from './secrets.ts';
+import { createViews } from './views.ts';
+
+export interface Portal {
+  app: Koa<PortalState>;
+  config: Config;
+  database: Database;
+  apps: AppTable;
+  access: AccessIndex;
+  users: UserDirectory;
+  groups: GroupDirectory;
+  sessions: CachedSessionStore;
+  embedded: EmbeddedProvider | undefined;
+  seededDemo: boolean;
+  close(): Promise<void>;
+}
+
+const SWEEP_INTERVAL_MS = 60_000;
+
+/** Builds the whole portal: storage, directory, provider, apps and the Koa pipeline. */
+export async function createPortal(config: Config, log: Logger): Promise<Portal> {
+  const database = await openDatabase(config.database);
+  const applied = await migrateToLatest(database);
+  if (applied.length > 0) log.info({ migrations: applied }, 'database migrated');
+
+  const sessionKeys = config.sessionKeys ?? developmentSessionKeys(config.dataDir);
+  const users = new UserDirectory(database);
+  const groups = new GroupDirectory(database);
+  const embeddedIdp = config.oidc.issuer === undefined;
+  const seededDemo = embeddedIdp && config.env !== 'production' ? await seedDemoAccounts(users, groups) : false;
+  const access = await AccessIndex.load(database);
+  const sessions = new CachedSessionStore(new SqlSessionStore(database));
+  const views = createViews();
+
+  const apps = new AppTable();
+  const discovery = await discoverApps(config.appsDir);
+  for (const app of discovery.apps) apps.set(app);
+  for (const failure of discovery.failures) log.error({ app: failure.path, reason: failure.reason }, 'app skipped');
+  log.info({ apps: discovery.apps.map((a) => a.prefix) }, `${discovery.apps.length} app(s) mounted`);
+
+  const origin = config.publicUrl.origin;
+  const embedded = embeddedIdp
+    ? await createEmbeddedProvider({ config, sessionKeys, database, users, access, views })
+    : undefined;
+  const rp = new RelyingParty({
+    issuer: embedded?.issuer ?? (config.oidc.issuer as URL),
+    clientId: embedded?.client.id ?? config.oidc.clientId,
+    clientSecret: embedded?.client.secret ?? config.oidc.clientSecret,
+    redirectUri: `${origin}/auth/callback`,
+    // The embedded provider grants `access:*` scopes only when asked for them.
+    scope: embedded ? `${config.oidc.scope} ${ACCESS_SCOPES.join(' ')}` : config.oidc.scope,
+    audience: embedded ? undefined : config.oidc.audience,
+    accessClaim: config.oidc.accessClaim,
+  });
+
+  const app = new Koa<PortalState>();
+  app.keys = sessionKeys;
+  app.proxy = config.secureCookies;
+  app.silent = true;
+
+  // The request pipeline, top to bottom.
+  app.use(errorHandler(views, log));
+  app.use(hardening({ secureCookies: config.secureCookies }));
+  app.use(healthRoutes({ database, rp }).routes());
+  app.use(assets());
+  if (embedded) {
+    app.use(interactionRoutes({ provider: embedded.provider, users, views, config, demo: config.env !== 'production' }).routes());
+    app.use(mount(EMBEDDED_PREFIX, embedded.provider));
+  }
+  app.use(sessionMiddleware(app, sessions, { maxAgeMs: config.sessionMaxAgeSeconds * 1000, secure: config.secureCookies }));
+  app.use(userMiddleware(access));
+  app.use(dispatch(apps));
+  app.use(authRoutes({ rp, users, log, publicOrigin: origin, secureCookies: config.secureCookies }).routes());
+  app.use(pageRoutes({ apps, views }).routes());
+
+  const sweep = setInterval(() => {
+    Promise.all([sessions.sweep(), sweepOidcPayloads(database)]).catch((err: unknown) => log.warn({ err }, 'sweep failed'));
+  }, SWEEP_INTERVAL_MS);
+  sweep.unref();
+
+  return {
+    app,
+    config,
+    database,
+    apps,
+    access,
+    users,
+    groups,
+    sessions,
+    embedded,
+    seededDemo,
+    async close() {
+      clearInterval(sweep);
+      await database.close();
+    },
+  };
+}

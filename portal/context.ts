@@ -1,0 +1,47 @@
+import type Koa from 'koa';
+import type { AtriumUser } from '../lib/app-kit.ts';
+import type { Level } from '../lib/levels.ts';
+
+/** What a signed-in session keeps on the server. The browser holds only the session id. */
+export interface PortalSession {
+  uid: number;
+  sub: string;
+  email: string | null;
+  name: string | null;
+  picture: string | null;
+  profile: Record<string, unknown>;
+  /** The level the provider's token grants (scopes or the configured claim). */
+  tokenLevel: Level | null;
+  tokens: {
+    access: string;
+    refresh: string | undefined;
+    id: string | undefined;
+    expiresAt: number | undefined;
+  };
+  /** Per-session token for the portal's own forms (logout, profile, admin). */
+  csrf: string;
+  authAt: number;
+}
+
+export interface PortalState {
+  user?: AtriumUser;
+  /** The directory id of the signed-in user. */
+  userId?: number;
+}
+
+export type PortalContext = Koa.ParameterizedContext<PortalState>;
+export type PortalMiddleware = Koa.Middleware<PortalState>;
+
+/**
+ * A browser navigation (GET/HEAD, accepts HTML, not XHR) is sent to the login page; anything else
+ * is an API call and gets a 401 JSON answer.
+ */
+export function isBrowserNavigation(ctx: Koa.Context | PortalContext): boolean {
+  return (ctx.method === 'GET' || ctx.method === 'HEAD') && prefersHtml(ctx);
+}
+
+/** Whether an error should be a page rather than JSON. */
+export function prefersHtml(ctx: Koa.Context | PortalContext): boolean {
+  const accept = ctx.get('Accept');
+  return accept.includes('text/html') && !ctx.get('X-Requested-With');
+}

@@ -1,0 +1,91 @@
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import type Provider from 'oidc-provider';
+import { errors } from 'oidc-provider';
+import type { Config } from '../../lib/config.ts';
+import { DEMO_ACCOUNTS, DEMO_PASSWORD } from '../../lib/directory/demo.ts';
+import { verifyPassword } from '../../lib/directory/passwords.ts';
+import type { UserDirectory } from '../../lib/directory/users.ts';
+import { AtriumError, BadRequestError } from '../../lib/errors.ts';
+import type { Views } from '../views.ts';
+import { EMBEDDED_PREFIX } from './provider.ts';
+
+const UID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * The embedded provider's own pages: the sign-in form for local accounts. The interaction is bound
+ * to the provider's SameSite cookie, so a form posted from another site finds no interaction.
+ */
+export function interactionRoutes(deps: { provider: Provider; users: UserDirectory; views: Views; config: Config; demo: boolean }): Router {
+  const { provider, users, views, demo } = deps;
+  const router = new Router({ prefix: `${EMBEDDED_PREFIX}/interaction` });
+  const form = bodyParser({ enableTypes: ['form'], formLimit: '8kb' });
+
+  router.use(async (ctx, next) => {
+    ctx.set('Cache-Control', 'no-store');
+    if (ctx.params.uid !== undefined && !UID.test(ctx.params.uid)) throw new BadRequestError('Unknown sign-in request.');
+    try {
+      await next();
+    } catch (err) {
+      if (err instanceof errors.SessionNotFound || err instanceof errors.InvalidRequest) {
+        throw new AtriumError(400, 'interaction_expired', 'This sign-in page has expired. Go back to the app and sign in again.', { cause: err });
+      }
+      throw err;
+    }
+  });
+
+  const renderLogin = (uid: string, data: { email?: string; error?: string }) =>
+    views.render('idp-login.njk', {
+      title: 'Sign in',
+      action: `${EMBEDDED_PREFIX}/interaction/${uid}/login`,
+      abort: `${EMBEDDED_PREFIX}/interaction/${uid}/abort`,
+      email: data.email ?? '',
+      error: data.error,
+      demo: demo ? { password: DEMO_PASSWORD, accounts: DEMO_ACCOUNTS } : undefined,
+    });
+
+  router.get('/:uid', async (ctx) => {
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    if (details.uid !== ctx.params.uid) throw new BadRequestError('Unknown sign-in request.');
+    if (details.prompt.name !== 'login') {
+      // Only the first-party portal uses interactive flows and it never needs consent.
+      throw new BadRequestError('This client needs a consent step the embedded provider does not offer.');
+    }
+    const hint = typeof details.params.login_hint === 'string' ? details.params.login_hint.slice(0, 320) : '';
+    ctx.type = 'html';
+    ctx.body = renderLogin(details.uid, { email: hint });
+  });
+
+  router.post('/:uid/login', form, async (ctx) => {
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    if (details.uid !== ctx.params.uid || details.prompt.name !== 'login') throw new BadRequestError('Unknown sign-in request.');
+    const body = (ctx.request.body ?? {}) as Record<string, unknown>;
+    const email = typeof body.email === 'string' ? body.email.trim().slice(0, 320) : '';
+    const password = typeof body.password === 'string' ? body.password.slice(0, 1024) : '';
+    const account = email ? await users.localAccount(email) : undefined;
+    // verifyPassword runs even without an account, so a wrong email costs the same time as a wrong password.
+    const ok = (await verifyPassword(password, account?.passwordHash)) && account !== undefined && !account.disabled;
+    if (!ok) {
+      ctx.status = 401;
+      ctx.type = 'html';
+      ctx.body = renderLogin(details.uid, { email, error: 'That email and password do not match an active account.' });
+      return;
+    }
+    const redirectTo = await provider.interactionResult(ctx.req, ctx.res, { login: { accountId: account.sub } }, { mergeWithLastSubmission: false });
+    ctx.status = 303;
+    ctx.redirect(redirectTo);
+  });
+
+  router.get('/:uid/abort', async (ctx) => {
+    await provider.interactionDetails(ctx.req, ctx.res);
+    const redirectTo = await provider.interactionResult(
+      ctx.req,
+      ctx.res,
+      { error: 'access_denied', error_description: 'The sign-in was cancelled.' },
+      { mergeWithLastSubmission: false },
+    );
+    ctx.redirect(redirectTo);
+  });
+
+  return router;
+}

@@ -1,0 +1,178 @@
+import { createHmac } from 'node:crypto';
+import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Config } from '../../lib/config.ts';
+import type { Database } from '../../lib/db/schema.ts';
+import type { AccessIndex } from '../../lib/directory/access.ts';
+import type { UserDirectory } from '../../lib/directory/users.ts';
+import { ACCESS_SCOPES, scopesForLevel } from '../../lib/levels.ts';
+import type { Views } from '../views.ts';
+import { sqlAdapter } from './adapter.ts';
+import { loadSigningKeys } from './keys.ts';
+
+export const EMBEDDED_PREFIX = '/idp';
+const OIDC_SCOPES = 'openid profile email offline_access';
+
+export interface EmbeddedProvider {
+  provider: Provider;
+  issuer: URL;
+  /** The first-party client: the portal itself. */
+  client: { id: string; secret: string };
+  /** The API audience (resource indicator) its access tokens are minted for. */
+  audience: string;
+}
+
+/**
+ * The portal's first-party client secret, derived from the session key so every instance (and every
+ * restart) agrees on it without storing another secret.
+ */
+function firstPartySecret(sessionKeys: string[]): string {
+  return createHmac('sha256', sessionKeys[0] as string).update('atrium:idp:first-party-client').digest('base64url');
+}
+
+/**
+ * The embedded OpenID provider (oidc-provider), used when no OIDC_ISSUER is configured: local
+ * accounts from the directory, the portal as a first-party client that never sees a consent
+ * screen, JWT access tokens whose `access:*` scopes come from the user's (nested) groups.
+ */
+export async function createEmbeddedProvider(deps: {
+  config: Config;
+  sessionKeys: string[];
+  database: Database;
+  users: UserDirectory;
+  access: AccessIndex;
+  views: Views;
+}): Promise<EmbeddedProvider> {
+  const { config, sessionKeys, database, users, access, views } = deps;
+  const origin = config.publicUrl.origin;
+  const issuer = new URL(`${origin}${EMBEDDED_PREFIX}`);
+  const audience = config.oidc.audience ?? origin;
+  const client = { id: config.oidc.clientId, secret: firstPartySecret(sessionKeys) };
+
+  const configuration: Configuration = {
+    adapter: sqlAdapter(database),
+    jwks: await loadSigningKeys(database),
+    clients: [
+      {
+        client_id: client.id,
+        client_secret: client.secret,
+        redirect_uris: [`${origin}/auth/callback`],
+        post_logout_redirect_uris: [`${origin}/`],
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+    ],
+    // The portal's cookies and the provider's are read through the same Koa context: same keys.
+    cookies: {
+      keys: sessionKeys,
+      long: { signed: true, httpOnly: true, sameSite: 'lax', secure: config.secureCookies },
+      short: { signed: true, httpOnly: true, sameSite: 'lax', secure: config.secureCookies },
+    },
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'picture', 'updated_at'],
+    },
+    conformIdTokenClaims: false,
+    async findAccount(_ctx, sub) {
+      const user = await users.bySub(sub);
+      if (!user || user.disabled) return undefined;
+      return {
+        accountId: sub,
+        async claims() {
+          return {
+            sub,
+            email: user.email ?? undefined,
+            email_verified: user.email !== null,
+            name: user.name ?? undefined,
+            picture: user.picture ?? undefined,
+            updated_at: Math.floor(user.createdAt / 1000),
+          };
+        },
+      };
+    },
+    interactions: { url: (_ctx, interaction) => `${EMBEDDED_PREFIX}/interaction/${interaction.uid}` },
+    pkce: { required: () => true },
+    features: {
+      devInteractions: { enabled: false },
+      revocation: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        async logoutSource(ctx, form) {
+          ctx.type = 'html';
+          ctx.body = views.render('idp-logout.njk', { title: 'Signing out', form });
+        },
+        async postLogoutSuccessSource(ctx) {
+          ctx.type = 'html';
+          ctx.body = views.render('message.njk', { title: 'Signed out', heading: 'You are signed out', message: 'Your Atrium session has ended.' });
+        },
+      },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => audience,
+        useGrantedResource: () => true,
+        async getResourceServerInfo(_ctx, resourceIndicator) {
+          if (resourceIndicator !== audience) throw new errors.InvalidTarget();
+          return {
+            scope: ACCESS_SCOPES.join(' '),
+            audience,
+            accessTokenFormat: 'jwt',
+            accessTokenTTL: 10 * 60,
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
+    },
+    async issueRefreshToken(_ctx, client) {
+      return client.grantTypeAllowed('refresh_token');
+    },
+    /**
+     * The portal is first-party: it gets a grant without a consent screen, and the `access:*`
+     * scopes in it are exactly those the user's directory groups give now (the rest are marked
+     * rejected, so the provider does not ask for consent for them either).
+     */
+    async loadExistingGrant(ctx: KoaContextWithOIDC) {
+      const oidcClient = ctx.oidc.client;
+      const session = ctx.oidc.session;
+      if (!oidcClient || !session?.accountId) return undefined;
+      const grantId = ctx.oidc.result?.consent?.grantId ?? session.grantIdFor(oidcClient.clientId);
+      const existing = grantId ? await ctx.oidc.provider.Grant.find(grantId) : undefined;
+      if (oidcClient.clientId !== client.id) return existing;
+
+      const grant = existing ?? new ctx.oidc.provider.Grant({ clientId: oidcClient.clientId, accountId: session.accountId });
+      const user = await users.bySub(session.accountId);
+      const granted = scopesForLevel(user ? access.grantFor(user.id).level : null);
+      grant.resources = {};
+      grant.rejected = undefined;
+      grant.addOIDCScope(OIDC_SCOPES);
+      if (granted.length > 0) grant.addResourceScope(audience, granted.join(' '));
+      const rejected = ACCESS_SCOPES.filter((s) => !granted.includes(s));
+      if (rejected.length > 0) grant.rejectResourceScope(audience, rejected.join(' '));
+      await grant.save();
+      return grant;
+    },
+    async renderError(ctx, out) {
+      ctx.type = 'html';
+      ctx.body = views.render('error.njk', {
+        title: 'Sign-in problem',
+        status: ctx.status,
+        heading: 'Sign-in could not continue',
+        message: out.error_description ?? out.error,
+        details: {},
+      });
+    },
+    ttl: {
+      AccessToken: 10 * 60,
+      AuthorizationCode: 60,
+      IdToken: 60 * 60,
+      Interaction: 60 * 60,
+      Grant: 14 * 24 * 60 * 60,
+      Session: 14 * 24 * 60 * 60,
+      RefreshToken: 14 * 24 * 60 * 60,
+    },
+  };
+
+  const provider = new Provider(issuer.href, configuration);
+  provider.proxy = config.secureCookies;
+  return { provider, issuer, client, audience };
+}

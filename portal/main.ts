@@ -1,0 +1,95 @@
+import { createServer, type Server } from 'node:http';
+import dotenv from 'dotenv';
+import { loadConfig, type Config } from '../lib/config.ts';
+import { DEMO_ACCOUNTS, DEMO_PASSWORD } from '../lib/directory/demo.ts';
+import { ConfigError } from '../lib/errors.ts';
+import { createLogger, type Logger } from '../lib/log.ts';
+import { createPortal, type Portal } from './app.ts';
+
+export interface RunningPortal {
+  portal: Portal;
+  server: Server;
+  url: string;
+  stop(): Promise<void>;
+}
+
+const STOP_GRACE_MS = 10_000;
+
+/** Starts the portal on `config.port`; an already-listening `server` may be passed in (tests). */
+export async function startPortal(config: Config, log: Logger, server: Server = createServer()): Promise<RunningPortal> {
+  const portal = await createPortal(config, log);
+  server.on('request', portal.app.callback());
+  if (!server.listening) {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => resolve());
+    });
+  }
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  let stopping: Promise<void> | undefined;
+  return {
+    portal,
+    server,
+    url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`,
+    stop() {
+      // Finish requests in flight, close idle keep-alive sockets, then give up on stragglers.
+      stopping ??= (async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        const timer = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
+        timer.unref();
+        await closed;
+        clearTimeout(timer);
+        await portal.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+function banner(config: Config, running: RunningPortal): string {
+  const lines = [`Atrium is listening on ${running.url} — open ${config.publicUrl.origin}/`];
+  if (running.portal.embedded) lines.push(`Embedded OpenID provider: ${running.portal.embedded.issuer.href}`);
+  if (running.portal.embedded && config.env !== 'production') {
+    lines.push(`Demo accounts (password "${DEMO_PASSWORD}"): ${DEMO_ACCOUNTS.map((a) => a.email).join(', ')}`);
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  dotenv.config({ quiet: true });
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  const running = await startPortal(config, log);
+  console.log(banner(config, running));
+
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'stopping');
+    running.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,31 @@
+import Router from '@koa/router';
+import { sql } from 'kysely';
+import type { Database } from '../../lib/db/schema.ts';
+import type { RelyingParty } from '../../lib/oidc/relying-party.ts';
+
+/**
+ * Liveness says the process answers; readiness says its dependencies do (database, provider), so a
+ * load balancer sends traffic only to an instance that can sign people in.
+ */
+export function healthRoutes(deps: { database: Database; rp: RelyingParty }): Router {
+  const router = new Router();
+  router.get('/healthz', (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { status: 'ok' };
+  });
+  router.get('/readyz', async (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    const checks: Record<string, 'ok' | 'failing'> = {};
+    try {
+      await sql`select 1`.execute(deps.database.db);
+      checks.database = 'ok';
+    } catch {
+      checks.database = 'failing';
+    }
+    checks.provider = (await deps.rp.ready()) ? 'ok' : 'failing';
+    const ready = Object.values(checks).every((c) => c === 'ok');
+    ctx.status = ready ? 200 : 503;
+    ctx.body = { status: ready ? 'ready' : 'not ready', checks };
+  });
+  return router;
+}

@@ -1,0 +1,50 @@
+import Router from '@koa/router';
+import type { AtriumUser } from '../../lib/app-kit.ts';
+import { UnauthenticatedError } from '../../lib/errors.ts';
+import { decide } from '../../lib/gate.ts';
+import { TIERS } from '../../lib/levels.ts';
+import type { PortalState } from '../context.ts';
+import type { AppTable } from '../dispatch.ts';
+import { signedInSession } from '../middleware/user.ts';
+import type { Views } from '../views.ts';
+
+const TIER_LABELS = { stable: 'Stable', ea: 'Early access', devel: 'In development' } as const;
+
+/** The launcher (`/`) and the signed-in user as JSON (`/me`). */
+export function pageRoutes(deps: { apps: AppTable; views: Views }): Router<PortalState> {
+  const { apps, views } = deps;
+  const router = new Router<PortalState>();
+
+  router.get('/', (ctx) => {
+    const user = ctx.state.user;
+    const all = apps.list();
+    const tiers = [...TIERS].reverse().map((tier) => ({
+      name: tier,
+      label: TIER_LABELS[tier],
+      apps: all
+        .filter((app) => app.tier === tier)
+        .map((app) => ({ prefix: app.prefix, title: app.title, description: app.description, open: decide(user, app).allowed, needs: app.tier })),
+    }));
+    ctx.set('Cache-Control', 'no-store');
+    ctx.type = 'html';
+    ctx.body = views.render('launcher.njk', { title: 'Apps', user, tiers, csrf: signedInSession(ctx.session)?.csrf });
+  });
+
+  router.get('/me', (ctx) => {
+    const user: AtriumUser | undefined = ctx.state.user;
+    if (!user) throw new UnauthenticatedError();
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = {
+      sub: user.sub,
+      email: user.email,
+      name: user.name,
+      picture: user.picture,
+      level: user.level,
+      groups: user.groups,
+      profile: user.profile,
+      csrf: signedInSession(ctx.session)?.csrf,
+    };
+  });
+
+  return router;
+}
