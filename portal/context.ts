@@ -33,15 +33,23 @@ export type PortalContext = Koa.ParameterizedContext<PortalState>;
 export type PortalMiddleware = Koa.Middleware<PortalState>;
 
 /**
- * A browser navigation (GET/HEAD, accepts HTML, not XHR) is sent to the login page; anything else
- * is an API call and gets a 401 JSON answer.
+ * An API call, per the contract: a non-GET request, an `Accept` without `text/html`, or
+ * `X-Requested-With`. A browser's own form submission (urlencoded or multipart) is not an API call:
+ * its errors are pages.
  */
+export function isApiCall(ctx: Koa.Context | PortalContext): boolean {
+  if (ctx.get('X-Requested-With')) return true;
+  if (!ctx.get('Accept').includes('text/html')) return true;
+  if (ctx.method === 'GET' || ctx.method === 'HEAD') return false;
+  return !ctx.is('application/x-www-form-urlencoded', 'multipart/form-data');
+}
+
+/** A browser navigation is sent to the login page; an API call gets a 401 JSON answer instead. */
 export function isBrowserNavigation(ctx: Koa.Context | PortalContext): boolean {
-  return (ctx.method === 'GET' || ctx.method === 'HEAD') && prefersHtml(ctx);
+  return (ctx.method === 'GET' || ctx.method === 'HEAD') && !isApiCall(ctx);
 }
 
 /** Whether an error should be a page rather than JSON. */
 export function prefersHtml(ctx: Koa.Context | PortalContext): boolean {
-  const accept = ctx.get('Accept');
-  return accept.includes('text/html') && !ctx.get('X-Requested-With');
+  return !isApiCall(ctx);
 }

@@ -1,6 +1,7 @@
 import type { Database } from '../db/schema.ts';
-import { NotFoundError } from '../errors.ts';
-import { isLevel, type Level } from '../levels.ts';
+import { AtriumError, BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
+import { isLevel, LEVELS, type Level } from '../levels.ts';
+import { bumpRevision } from './revision.ts';
 
 export interface GroupRecord {
   id: number;
@@ -10,14 +11,48 @@ export interface GroupRecord {
   builtin: boolean;
 }
 
+export interface NestingEdge {
+  parent: string;
+  child: string;
+}
+
 /** Group names: short, lowercase, safe in URLs and in a CLI argument. */
 export const GROUP_NAME = /^[a-z0-9][a-z0-9._-]{0,99}$/;
+const DESCRIPTION_MAX = 500;
 
+/** Nesting the directory always keeps: admin ⊂ devel ⊂ ea ⊂ stable (each child inherits its parent). */
+const BUILTIN_EDGES: NestingEdge[] = LEVELS.slice(1).map((child, i) => ({ parent: LEVELS[i] as string, child }));
+
+export class CycleError extends AtriumError {
+  constructor(readonly cycle: string[]) {
+    super(409, 'nesting_cycle', `That nesting would make a cycle: ${cycle.join(' ⊂ ')}. Groups must form a hierarchy without loops.`, {
+      details: { cycle },
+    });
+  }
+}
+
+/**
+ * Groups, their nesting (a DAG: members of a child inherit everything granted to its ancestors)
+ * and membership. Every write bumps the directory revision so every portal rebuilds its
+ * AccessIndex. Writes are serialised in this process so two concurrent nestings cannot together
+ * form a cycle that each alone would not.
+ */
 export class GroupDirectory {
+  private writing: Promise<unknown> = Promise.resolve();
+
   constructor(private readonly database: Database) {}
 
   private get db() {
     return this.database.db;
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.writing.then(work, work);
+    this.writing = run.catch(() => undefined);
+    return run.then(async (result) => {
+      await bumpRevision(this.database);
+      return result;
+    });
   }
 
   async list(): Promise<GroupRecord[]> {
@@ -31,27 +66,181 @@ export class GroupDirectory {
     }));
   }
 
+  async find(name: string): Promise<GroupRecord | undefined> {
+    return (await this.list()).find((g) => g.name === name);
+  }
+
   async byName(name: string): Promise<GroupRecord> {
-    const group = (await this.list()).find((g) => g.name === name);
+    const group = await this.find(name);
     if (!group) throw new NotFoundError(`There is no group named "${name}".`);
     return group;
   }
 
+  async edges(): Promise<NestingEdge[]> {
+    const rows = await this.db
+      .selectFrom('group_nesting as n')
+      .innerJoin('groups as p', 'p.id', 'n.parent_id')
+      .innerJoin('groups as c', 'c.id', 'n.child_id')
+      .select(['p.name as parent', 'c.name as child'])
+      .orderBy('p.name')
+      .orderBy('c.name')
+      .execute();
+    return rows.map((r) => ({ parent: r.parent, child: r.child }));
+  }
+
+  async create(input: { name: string; level?: Level | null; description?: string }): Promise<GroupRecord> {
+    const name = input.name.trim();
+    if (!GROUP_NAME.test(name)) throw new BadRequestError('A group name is 1-100 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit.', { code: 'bad_group_name' });
+    const description = (input.description ?? '').trim();
+    if (description.length > DESCRIPTION_MAX) throw new BadRequestError(`A description is at most ${DESCRIPTION_MAX} characters.`);
+    if (input.level != null && !isLevel(input.level)) throw new BadRequestError(`A level is one of ${LEVELS.join(', ')}.`);
+    return this.exclusive(async () => {
+      if (await this.find(name)) throw new ConflictError(`A group named "${name}" already exists.`, 'group_exists');
+      await this.db
+        .insertInto('groups')
+        .values({ name, level: input.level ?? null, description, builtin: 0, created_at: Date.now() })
+        .execute();
+      return this.byName(name);
+    });
+  }
+
+  async update(name: string, changes: { name?: string; description?: string; level?: Level | null }): Promise<GroupRecord> {
+    return this.exclusive(async () => {
+      const group = await this.byName(name);
+      const next: { name?: string; description?: string; level?: Level | null } = {};
+      if (changes.name !== undefined && changes.name !== group.name) {
+        if (group.builtin) throw new ConflictError(`The built-in group "${group.name}" cannot be renamed.`, 'builtin_group');
+        if (!GROUP_NAME.test(changes.name)) throw new BadRequestError('A group name is 1-100 lowercase letters, digits, ".", "_" or "-".', { code: 'bad_group_name' });
+        if (await this.find(changes.name)) throw new ConflictError(`A group named "${changes.name}" already exists.`, 'group_exists');
+        next.name = changes.name;
+      }
+      if (changes.description !== undefined) {
+        if (changes.description.length > DESCRIPTION_MAX) throw new BadRequestError(`A description is at most ${DESCRIPTION_MAX} characters.`);
+        next.description = changes.description.trim();
+      }
+      if (changes.level !== undefined) {
+        if (group.builtin) throw new ConflictError(`The built-in group "${group.name}" always grants level ${group.level}.`, 'builtin_group');
+        if (changes.level !== null && !isLevel(changes.level)) throw new BadRequestError(`A level is one of ${LEVELS.join(', ')}.`);
+        next.level = changes.level;
+      }
+      if (Object.keys(next).length > 0) await this.db.updateTable('groups').set(next).where('id', '=', group.id).execute();
+      return this.byName(next.name ?? group.name);
+    });
+  }
+
+  async remove(name: string): Promise<void> {
+    return this.exclusive(async () => {
+      const group = await this.byName(name);
+      if (group.builtin) throw new ConflictError(`The built-in group "${name}" cannot be deleted.`, 'builtin_group');
+      // Nesting and membership rows go with it (ON DELETE CASCADE), deleted explicitly for clarity.
+      await this.db.transaction().execute(async (trx) => {
+        await trx.deleteFrom('group_nesting').where((eb) => eb.or([eb('parent_id', '=', group.id), eb('child_id', '=', group.id)])).execute();
+        await trx.deleteFrom('group_members').where('group_id', '=', group.id).execute();
+        await trx.deleteFrom('groups').where('id', '=', group.id).execute();
+      });
+    });
+  }
+
+  /** Makes `child` inherit from `parent`; refuses self-nesting and cycles, naming the cycle. */
+  async nest(childName: string, parentName: string): Promise<void> {
+    return this.exclusive(async () => {
+      const [child, parent] = await Promise.all([this.byName(childName), this.byName(parentName)]);
+      if (child.id === parent.id) throw new CycleError([child.name, child.name]);
+      const edges = await this.edges();
+      if (edges.some((e) => e.parent === parent.name && e.child === child.name)) return;
+      // A cycle appears if the parent already inherits from the child: find that path.
+      const path = inheritancePath(edges, parent.name, child.name);
+      if (path) throw new CycleError([child.name, ...path]);
+      await this.db.insertInto('group_nesting').values({ parent_id: parent.id, child_id: child.id }).execute();
+    });
+  }
+
+  async unnest(childName: string, parentName: string): Promise<void> {
+    return this.exclusive(async () => {
+      const [child, parent] = await Promise.all([this.byName(childName), this.byName(parentName)]);
+      if (BUILTIN_EDGES.some((e) => e.parent === parent.name && e.child === child.name)) {
+        throw new ConflictError(`"${child.name}" ⊂ "${parent.name}" is part of the built-in order admin ⊂ devel ⊂ ea ⊂ stable and cannot be removed.`, 'builtin_nesting');
+      }
+      const result = await this.db.deleteFrom('group_nesting').where('parent_id', '=', parent.id).where('child_id', '=', child.id).executeTakeFirst();
+      if (Number(result.numDeletedRows) === 0) throw new NotFoundError(`"${child.name}" is not nested in "${parent.name}".`);
+    });
+  }
+
   /** Adds a user to a group; adding a member twice is not an error. */
   async addMember(groupName: string, userId: number): Promise<void> {
+    return this.exclusive(async () => {
+      const group = await this.byName(groupName);
+      const exists = await this.db
+        .selectFrom('group_members')
+        .select('user_id')
+        .where('group_id', '=', group.id)
+        .where('user_id', '=', userId)
+        .executeTakeFirst();
+      if (exists) return;
+      try {
+        await this.db.insertInto('group_members').values({ group_id: group.id, user_id: userId, created_at: Date.now() }).execute();
+      } catch (err) {
+        // Another process added the same membership first: the outcome is what was asked.
+        if (!/duplicate|unique/i.test(String((err as Error).message))) throw err;
+      }
+    });
+  }
+
+  async removeMember(groupName: string, userId: number): Promise<boolean> {
+    return this.exclusive(async () => {
+      const group = await this.byName(groupName);
+      const result = await this.db.deleteFrom('group_members').where('group_id', '=', group.id).where('user_id', '=', userId).executeTakeFirst();
+      return Number(result.numDeletedRows) > 0;
+    });
+  }
+
+  async members(groupName: string): Promise<{ id: number; email: string | null; name: string | null; sub: string }[]> {
     const group = await this.byName(groupName);
-    const exists = await this.db
-      .selectFrom('group_members')
-      .select('user_id')
-      .where('group_id', '=', group.id)
-      .where('user_id', '=', userId)
-      .executeTakeFirst();
-    if (exists) return;
-    try {
-      await this.db.insertInto('group_members').values({ group_id: group.id, user_id: userId, created_at: Date.now() }).execute();
-    } catch (err) {
-      // A concurrent add of the same membership lost the race: the outcome is what was asked.
-      if (!/duplicate|unique/i.test(String((err as Error).message))) throw err;
+    return this.db
+      .selectFrom('group_members as m')
+      .innerJoin('users as u', 'u.id', 'm.user_id')
+      .select(['u.id', 'u.email', 'u.name', 'u.sub'])
+      .where('m.group_id', '=', group.id)
+      .orderBy('u.email')
+      .execute();
+  }
+
+  /** Direct memberships of one user. */
+  async directGroupsOf(userId: number): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('group_members as m')
+      .innerJoin('groups as g', 'g.id', 'm.group_id')
+      .select('g.name')
+      .where('m.user_id', '=', userId)
+      .orderBy('g.name')
+      .execute();
+    return rows.map((r) => r.name);
+  }
+}
+
+/**
+ * The chain `from ⊂ … ⊂ to` following child→parent edges, or undefined when `from` does not
+ * inherit from `to`. Breadth-first, so the path named in an error is a shortest one.
+ */
+export function inheritancePath(edges: NestingEdge[], from: string, to: string): string[] | undefined {
+  const parents = new Map<string, string[]>();
+  for (const e of edges) parents.set(e.child, [...(parents.get(e.child) ?? []), e.parent]);
+  const previous = new Map<string, string>();
+  const queue = [from];
+  const seen = new Set([from]);
+  while (queue.length > 0) {
+    const current = queue.shift() as string;
+    if (current === to) {
+      const path = [to];
+      while (path[0] !== from) path.unshift(previous.get(path[0] as string) as string);
+      return path;
+    }
+    for (const parent of parents.get(current) ?? []) {
+      if (seen.has(parent)) continue;
+      seen.add(parent);
+      previous.set(parent, current);
+      queue.push(parent);
     }
   }
+  return undefined;
 }

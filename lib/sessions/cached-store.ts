@@ -1,7 +1,8 @@
-import type { SessionData, SessionStore } from './store.ts';
+import type { SessionData, SessionStore, StoredSession } from './store.ts';
 
 interface Entry {
-  data: SessionData | undefined;
+  session: StoredSession | undefined;
+  /** When this entry must be read from the store again: the cache TTL, or the session's expiry. */
   until: number;
 }
 
@@ -20,18 +21,19 @@ export class CachedSessionStore implements SessionStore {
     private readonly maxEntries = 50_000,
   ) {}
 
-  async get(id: string): Promise<SessionData | undefined> {
+  async get(id: string): Promise<StoredSession | undefined> {
     const now = Date.now();
     const hit = this.entries.get(id);
-    if (hit && hit.until > now) return hit.data;
-    const data = await this.inner.get(id);
-    this.remember(id, data, now);
-    return data;
+    if (hit && hit.until > now) return hit.session;
+    const session = await this.inner.get(id);
+    this.remember(id, session, now);
+    return session;
   }
 
   async set(id: string, data: SessionData, ttlMs: number, subject: string | null): Promise<void> {
     await this.inner.set(id, data, ttlMs, subject);
-    this.remember(id, data, Date.now());
+    const now = Date.now();
+    this.remember(id, { data, expiresAt: now + ttlMs }, now);
   }
 
   async destroy(id: string): Promise<void> {
@@ -61,13 +63,14 @@ export class CachedSessionStore implements SessionStore {
     return this.inner.sweep(now);
   }
 
-  private remember(id: string, data: SessionData | undefined, now: number): void {
+  private remember(id: string, session: StoredSession | undefined, now: number): void {
     if (this.entries.size >= this.maxEntries) {
       // Maps iterate in insertion order: dropping the first key evicts the oldest entry.
       const oldest = this.entries.keys().next().value;
       if (oldest !== undefined) this.entries.delete(oldest);
     }
     this.entries.delete(id);
-    this.entries.set(id, { data, until: now + this.ttlMs });
+    const until = Math.min(now + this.ttlMs, session?.expiresAt ?? Infinity);
+    this.entries.set(id, { session, until });
   }
 }

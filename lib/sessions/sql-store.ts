@@ -1,5 +1,5 @@
 import type { Database } from '../db/schema.ts';
-import type { SessionData, SessionStore } from './store.ts';
+import type { SessionData, SessionStore, StoredSession } from './store.ts';
 
 /** Sessions in the portal's SQL database (`sessions` table), swept periodically by the portal. */
 export class SqlSessionStore implements SessionStore {
@@ -9,7 +9,7 @@ export class SqlSessionStore implements SessionStore {
     return this.database.db;
   }
 
-  async get(id: string): Promise<SessionData | undefined> {
+  async get(id: string): Promise<StoredSession | undefined> {
     const row = await this.db
       .selectFrom('sessions')
       .select(['data', 'expires_at'])
@@ -17,7 +17,7 @@ export class SqlSessionStore implements SessionStore {
       .executeTakeFirst();
     if (!row || Number(row.expires_at) <= Date.now()) return undefined;
     try {
-      return JSON.parse(row.data) as SessionData;
+      return { data: JSON.parse(row.data) as SessionData, expiresAt: Number(row.expires_at) };
     } catch {
       return undefined;
     }

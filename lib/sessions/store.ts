@@ -4,9 +4,15 @@
  */
 export type SessionData = Record<string, unknown>;
 
+export interface StoredSession {
+  data: SessionData;
+  /** Epoch ms after which the session no longer exists. */
+  expiresAt: number;
+}
+
 export interface SessionStore {
   /** The session, or undefined when it does not exist or has expired. */
-  get(id: string): Promise<SessionData | undefined>;
+  get(id: string): Promise<StoredSession | undefined>;
   /** Creates or replaces a session that expires `ttlMs` from now; `subject` indexes it by user. */
   set(id: string, data: SessionData, ttlMs: number, subject: string | null): Promise<void>;
   destroy(id: string): Promise<void>;

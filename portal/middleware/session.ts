@@ -28,7 +28,7 @@ export function sessionMiddleware(app: Koa<any, any>, store: SessionStore, optio
       store: {
         async get(key: string) {
           // A well-signed cookie with a malformed id is still not worth a database round trip.
-          return SESSION_ID.test(key) ? store.get(key) : undefined;
+          return SESSION_ID.test(key) ? (await store.get(key))?.data : undefined;
         },
         async set(key: string, sess: Record<string, unknown>, maxAge: number) {
           const subject = typeof sess.sub === 'string' ? sess.sub : null;

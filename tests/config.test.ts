@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../lib/config.ts';
+import { ConfigError } from '../lib/errors.ts';
+
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+describe('configuration', () => {
+  it('starts in development with nothing set', () => {
+    const config = loadConfig({});
+    expect(config.env).toBe('development');
+    expect(config.port).toBe(3000);
+    expect(config.host).toBe('127.0.0.1');
+    expect(config.publicUrl.href).toBe('http://localhost:3000/');
+    expect(config.database).toEqual({ kind: 'sqlite', file: 'data/atrium.sqlite' });
+    expect(config.oidc.issuer).toBeUndefined();
+    expect(config.oidc.scope).toBe('openid profile email offline_access');
+    expect(config.oidc.accessClaim).toBe('scope');
+    expect(config.sessionKeys).toBeUndefined();
+    expect(config.secureCookies).toBe(false);
+  });
+
+  it('derives PUBLIC_URL from PORT and marks cookies Secure for https', () => {
+    expect(loadConfig({ PORT: '8080' }).publicUrl.href).toBe('http://localhost:8080/');
+    expect(loadConfig({ PUBLIC_URL: 'https://atrium.example.com' }).secureCookies).toBe(true);
+  });
+
+  it('reads MySQL URLs and keeps the password out of error messages', () => {
+    expect(loadConfig({ DATABASE_URL: 'mysql://u:p@db:3306/atrium' }).database).toMatchObject({ kind: 'mysql', database: 'atrium' });
+    const found = problems({ DATABASE_URL: 'postgres://u:secret@db/atrium' });
+    expect(found).toHaveLength(1);
+    expect(found[0]).toContain('unsupported scheme');
+    expect(found.join()).not.toContain('secret');
+    expect(problems({ DATABASE_URL: 'mysql://u:p@db:3306/' })[0]).toContain('name the database');
+    expect(problems({ DATABASE_URL: 'mysql://u:p@db:3306/x`;drop' })[0]).toContain('name the database');
+  });
+
+  it('reports every problem at once', () => {
+    const found = problems({
+      NODE_ENV: 'production',
+      PORT: 'eighty',
+      PUBLIC_URL: 'http://atrium.example.com/sub/path',
+      SESSION_SECRET: 'short',
+      OIDC_ISSUER: 'not a url',
+      OIDC_SCOPE: 'profile email',
+      LOG_LEVEL: 'loud',
+      REDIS_URL: 'http://cache',
+    });
+    expect(found.length).toBeGreaterThanOrEqual(7);
+    const text = found.join('\n');
+    for (const name of ['PORT', 'PUBLIC_URL', 'SESSION_SECRET', 'OIDC_ISSUER', 'OIDC_SCOPE', 'LOG_LEVEL', 'REDIS_URL']) expect(text).toContain(name);
+  });
+
+  it('refuses unsafe production settings and says how to fix them', () => {
+    const found = problems({ NODE_ENV: 'production', PUBLIC_URL: 'http://atrium.example.com' });
+    expect(found.some((p) => p.startsWith('SESSION_SECRET') && p.includes('openssl rand'))).toBe(true);
+    expect(found.some((p) => p.startsWith('PUBLIC_URL') && p.includes('https'))).toBe(true);
+    const ok = loadConfig({
+      NODE_ENV: 'production',
+      PUBLIC_URL: 'https://atrium.example.com',
+      SESSION_SECRET: 'a'.repeat(32) + ',' + 'b'.repeat(40),
+    });
+    expect(ok.sessionKeys).toEqual(['a'.repeat(32), 'b'.repeat(40)]);
+    expect(ok.host).toBe('0.0.0.0');
+    expect(loadConfig({ NODE_ENV: 'production', PUBLIC_URL: 'http://intranet:3000', ALLOW_HTTP: '1', SESSION_SECRET: 'c'.repeat(32) }).secureCookies).toBe(false);
+  });
+
+  it('needs a client id with an external issuer, and an issuer with client settings', () => {
+    expect(problems({ OIDC_ISSUER: 'https://tenant.eu.auth0.com/' })[0]).toContain('OIDC_CLIENT_ID');
+    expect(problems({ OIDC_CLIENT_ID: 'abc' })[0]).toContain('OIDC_ISSUER');
+    const config = loadConfig({ OIDC_ISSUER: 'https://tenant.eu.auth0.com/', OIDC_CLIENT_ID: 'abc', OIDC_CLIENT_SECRET: 's', ACCESS_CLAIM: 'permissions', OIDC_AUDIENCE: 'https://api' });
+    expect(config.oidc).toMatchObject({ clientId: 'abc', clientSecret: 's', accessClaim: 'permissions', audience: 'https://api' });
+  });
+
+  it('rejects nonsense numbers', () => {
+    expect(problems({ PORT: '70000' })[0]).toContain('PORT');
+    expect(problems({ PORT: '-1' })[0]).toContain('PORT');
+    expect(problems({ SESSION_MAX_AGE: '0' })[0]).toContain('SESSION_MAX_AGE');
+    expect(problems({ SESSION_MAX_AGE: '1.5' })[0]).toContain('SESSION_MAX_AGE');
+  });
+});
