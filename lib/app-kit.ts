@@ -21,8 +21,27 @@ export interface AtriumUser {
   profile: Readonly<Record<string, unknown>>;
 }
 
+/** The signed-in user's extra profile fields, for child apps (validated like the /profile page). */
+export interface ProfileApi {
+  get(): Promise<Record<string, unknown>>;
+  /** Sets fields (an empty string or null clears one); returns the whole profile. */
+  update(changes: Record<string, unknown>): Promise<Record<string, unknown>>;
+}
+
+export interface AtriumServices {
+  profile: ProfileApi;
+}
+
 export interface AtriumState {
   user: AtriumUser;
+  atrium: AtriumServices;
+}
+
+/** The profile API inside a child app: `await profileOf(ctx).update({ team: 'blue' })`. */
+export function profileOf(ctx: { state: unknown }): ProfileApi {
+  const services = (ctx.state as Partial<AtriumState>).atrium;
+  if (!services) throw new Error('profileOf(ctx) works only inside an app the Atrium portal serves');
+  return services.profile;
 }
 
 /** Receives the app's socket.io namespace (wired by the portal's realtime layer). */

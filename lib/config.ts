@@ -59,6 +59,7 @@ const rawSchema = z.object({
   OIDC_SCOPE: optionalString,
   ACCESS_CLAIM: optionalString,
   ALLOW_HTTP: booleanFlag,
+  IDP_HOOK_SECRET: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -89,6 +90,8 @@ export interface Config {
     scope: string;
     accessClaim: string;
   };
+  /** HMAC key for `POST /hooks/idp`; undefined: the webhook is off (404). */
+  hookSecret: string | undefined;
   logLevel: string;
 }
 
@@ -199,6 +202,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const scope = raw.OIDC_SCOPE ?? DEFAULT_SCOPE;
   if (!scope.split(/\s+/).includes('openid')) problems.push(`OIDC_SCOPE: must include "openid", got "${scope}"`);
 
+  if (raw.IDP_HOOK_SECRET !== undefined && raw.IDP_HOOK_SECRET.length < 32) {
+    problems.push('IDP_HOOK_SECRET: use at least 32 random characters (openssl rand -hex 32)');
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
@@ -221,6 +228,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       scope,
       accessClaim: raw.ACCESS_CLAIM ?? 'scope',
     },
+    hookSecret: raw.IDP_HOOK_SECRET,
     logLevel: raw.LOG_LEVEL,
   };
 }

@@ -1,5 +1,6 @@
 import type { Migration } from 'kysely';
 import * as initial from './20261123T120000_initial.ts';
+import * as directoryAdmin from './20261123T130000_directory_admin.ts';
 
 /**
  * Every migration, by name, in the order they apply. Listed explicitly rather than read from the
@@ -7,4 +8,5 @@ import * as initial from './20261123T120000_initial.ts';
  */
 export const migrations: Record<string, Migration> = {
   '20261123T120000_initial': initial,
+  '20261123T130000_directory_admin': directoryAdmin,
 };

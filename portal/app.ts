@@ -1,20 +1,29 @@
 import Koa from 'koa';
 import mount from 'koa-mount';
-import { discoverApps } from '../lib/apps/discovery.ts';
+import { AccessRequests } from '../lib/access-requests.ts';
+import { discoverApps, type AppFailure } from '../lib/apps/discovery.ts';
 import type { Config } from '../lib/config.ts';
 import { openDatabase } from '../lib/db/database.ts';
 import { migrateToLatest } from '../lib/db/migrate.ts';
 import type { Database } from '../lib/db/schema.ts';
 import { AccessIndex } from '../lib/directory/access.ts';
+import { DirectoryAdmin } from '../lib/directory/admin.ts';
+import { AuditLog } from '../lib/directory/audit.ts';
 import { seedDemoAccounts } from '../lib/directory/demo.ts';
 import { GroupDirectory } from '../lib/directory/groups.ts';
 import { UserDirectory } from '../lib/directory/users.ts';
 import { ACCESS_SCOPES } from '../lib/levels.ts';
 import type { Logger } from '../lib/log.ts';
 import { RelyingParty } from '../lib/oidc/relying-party.ts';
+import { ProfileCache } from '../lib/profile/cache.ts';
+import { ProfileFields } from '../lib/profile/fields.ts';
+import { ProfileService } from '../lib/profile/service.ts';
 import { CachedSessionStore } from '../lib/sessions/cached-store.ts';
 import { SqlSessionStore } from '../lib/sessions/sql-store.ts';
+import type { AppRegistry } from './app-registry.ts';
+import { childServices } from './child-services.ts';
 import type { PortalState } from './context.ts';
+import { DirectoryWatcher } from './directory-watcher.ts';
 import { AppTable, dispatch } from './dispatch.ts';
 import { sweepOidcPayloads } from './idp/adapter.ts';
 import { interactionRoutes } from './idp/interactions.ts';
@@ -23,10 +32,13 @@ import { errorHandler } from './middleware/errors.ts';
 import { hardening } from './middleware/hardening.ts';
 import { sessionMiddleware } from './middleware/session.ts';
 import { userMiddleware } from './middleware/user.ts';
+import { adminRoutes } from './routes/admin/index.ts';
 import { assets } from './routes/assets.ts';
 import { authRoutes } from './routes/auth.ts';
 import { healthRoutes } from './routes/health.ts';
+import { hookRoutes } from './routes/hooks.ts';
 import { pageRoutes } from './routes/pages.ts';
+import { profileRoutes } from './routes/profile.ts';
 import { developmentSessionKeys } from './secrets.ts';
 import { createViews } from './views.ts';
 
@@ -34,17 +46,21 @@ export interface Portal {
   app: Koa<PortalState>;
   config: Config;
   database: Database;
+  registry: AppRegistry;
   apps: AppTable;
   access: AccessIndex;
   users: UserDirectory;
   groups: GroupDirectory;
+  admin: DirectoryAdmin;
   sessions: CachedSessionStore;
+  watcher: DirectoryWatcher;
   embedded: EmbeddedProvider | undefined;
   seededDemo: boolean;
   close(): Promise<void>;
 }
 
 const SWEEP_INTERVAL_MS = 60_000;
+const WEBHOOK_MEMORY_MS = 24 * 60 * 60 * 1000;
 
 /** Builds the whole portal: storage, directory, provider, apps and the Koa pipeline. */
 export async function createPortal(config: Config, log: Logger): Promise<Portal> {
@@ -57,8 +73,17 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   const groups = new GroupDirectory(database);
   const embeddedIdp = config.oidc.issuer === undefined;
   const seededDemo = embeddedIdp && config.env !== 'production' ? await seedDemoAccounts(users, groups) : false;
+
+  // The directory, in memory for the request path and kept current by the watcher.
   const access = await AccessIndex.load(database);
+  const profileCache = new ProfileCache();
+  const watcher = new DirectoryWatcher({ database, access, profiles: profileCache, log });
+  await watcher.refresh();
   const sessions = new CachedSessionStore(new SqlSessionStore(database));
+  const audit = new AuditLog(database);
+  const admin = new DirectoryAdmin({ database, users, groups, audit, sessions, onChange: () => watcher.refresh() });
+  const profiles = new ProfileService(database, new ProfileFields(database), audit, profileCache);
+  const requests = new AccessRequests(database, audit, admin);
   const views = createViews();
 
   const apps = new AppTable();
@@ -66,11 +91,12 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   for (const app of discovery.apps) apps.set(app);
   for (const failure of discovery.failures) log.error({ app: failure.path, reason: failure.reason }, 'app skipped');
   log.info({ apps: discovery.apps.map((a) => a.prefix) }, `${discovery.apps.length} app(s) mounted`);
+  let failures: AppFailure[] = discovery.failures;
+  const registry: AppRegistry = { table: apps, failures: () => failures };
+  void ((next: AppFailure[]) => (failures = next));
 
   const origin = config.publicUrl.origin;
-  const embedded = embeddedIdp
-    ? await createEmbeddedProvider({ config, sessionKeys, database, users, access, views })
-    : undefined;
+  const embedded = embeddedIdp ? await createEmbeddedProvider({ config, sessionKeys, database, users, access, views }) : undefined;
   const rp = new RelyingParty({
     issuer: embedded?.issuer ?? (config.oidc.issuer as URL),
     clientId: embedded?.client.id ?? config.oidc.clientId,
@@ -92,18 +118,28 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   app.use(hardening({ secureCookies: config.secureCookies }));
   app.use(healthRoutes({ database, rp }).routes());
   app.use(assets());
+  if (config.hookSecret) {
+    app.use(hookRoutes({ secret: config.hookSecret, database, users, admin, audit, log, afterChange: () => watcher.refresh() }).routes());
+  }
   if (embedded) {
     app.use(interactionRoutes({ provider: embedded.provider, users, views, config, demo: config.env !== 'production' }).routes());
     app.use(mount(EMBEDDED_PREFIX, embedded.provider));
   }
   app.use(sessionMiddleware(app, sessions, { maxAgeMs: config.sessionMaxAgeSeconds * 1000, secure: config.secureCookies }));
-  app.use(userMiddleware(access));
-  app.use(dispatch(apps));
-  app.use(authRoutes({ rp, users, log, publicOrigin: origin, secureCookies: config.secureCookies }).routes());
-  app.use(pageRoutes({ apps, views }).routes());
+  app.use(userMiddleware({ access, profiles: profileCache, loadProfile: (id) => profiles.get(id) }));
+  app.use(dispatch(apps, childServices(profiles)));
+  app.use(authRoutes({ rp, users, log, publicOrigin: origin, secureCookies: config.secureCookies, tokenGrantsLevel: !embedded, onLogin: (id, profile) => profileCache.set(id, profile) }).routes());
+  app.use(pageRoutes({ apps, views, requests }).routes());
+  app.use(profileRoutes({ profiles, requests, views, publicOrigin: origin }).routes());
+  app.use(adminRoutes({ admin, users, groups, access, audit, requests, profiles, sessions, registry, views, publicOrigin: origin }).routes());
 
+  watcher.start();
   const sweep = setInterval(() => {
-    Promise.all([sessions.sweep(), sweepOidcPayloads(database)]).catch((err: unknown) => log.warn({ err }, 'sweep failed'));
+    Promise.all([
+      sessions.sweep(),
+      sweepOidcPayloads(database),
+      database.db.deleteFrom('webhook_events').where('received_at', '<', Date.now() - WEBHOOK_MEMORY_MS).execute(),
+    ]).catch((err: unknown) => log.warn({ err }, 'sweep failed'));
   }, SWEEP_INTERVAL_MS);
   sweep.unref();
 
@@ -111,15 +147,19 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     app,
     config,
     database,
+    registry,
     apps,
     access,
     users,
     groups,
+    admin,
     sessions,
+    watcher,
     embedded,
     seededDemo,
     async close() {
       clearInterval(sweep);
+      watcher.stop();
       await database.close();
     },
   };

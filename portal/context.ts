@@ -1,5 +1,5 @@
 import type Koa from 'koa';
-import type { AtriumUser } from '../lib/app-kit.ts';
+import type { AtriumServices, AtriumUser } from '../lib/app-kit.ts';
 import type { Level } from '../lib/levels.ts';
 
 /** What a signed-in session keeps on the server. The browser holds only the session id. */
@@ -27,6 +27,8 @@ export interface PortalState {
   user?: AtriumUser;
   /** The directory id of the signed-in user. */
   userId?: number;
+  /** Services for child apps (see lib/app-kit.ts). */
+  atrium?: AtriumServices;
 }
 
 export type PortalContext = Koa.ParameterizedContext<PortalState>;

@@ -3,7 +3,7 @@ import mount from 'koa-mount';
 import type { LoadedApp } from '../lib/apps/discovery.ts';
 import { ForbiddenError, NotFoundError, UnauthenticatedError } from '../lib/errors.ts';
 import { decide } from '../lib/gate.ts';
-import { isBrowserNavigation, type PortalMiddleware } from './context.ts';
+import { isBrowserNavigation, type PortalContext, type PortalMiddleware } from './context.ts';
 
 export interface MountedApp extends LoadedApp {
   /** The app's middleware, composed once, seeing paths relative to its mount. */
@@ -43,7 +43,7 @@ const APPS_PREFIX = '/apps/';
  * about which apps exist), then the lookup, then the gate, then the app. The path has already passed
  * assertSafePath, so its segments are exactly what they look like.
  */
-export function dispatch(table: AppTable): PortalMiddleware {
+export function dispatch(table: AppTable, decorate?: (ctx: PortalContext) => void): PortalMiddleware {
   return async (ctx, next) => {
     const path = ctx.path;
     if (!path.startsWith(APPS_PREFIX)) return next();
@@ -80,6 +80,7 @@ export function dispatch(table: AppTable): PortalMiddleware {
       ctx.redirect(`${app.prefix}/${ctx.querystring ? `?${ctx.querystring}` : ''}`);
       return;
     }
+    decorate?.(ctx);
     return app.handler(ctx, next);
   };
 }

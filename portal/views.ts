@@ -12,5 +12,6 @@ export function createViews(): Views {
     autoescape: true,
     throwOnUndefined: false,
   });
+  env.addFilter('isodate', (ms: unknown) => (typeof ms === 'number' && Number.isFinite(ms) ? new Date(ms).toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : ''));
   return { render: (template, data) => env.render(template, data) };
 }

@@ -63,6 +63,45 @@ export interface SettingsTable {
   value: string;
 }
 
+export interface AuditLogTable {
+  id: Generated<number>;
+  at: number;
+  actor: string;
+  action: string;
+  target: string;
+  before: string | null;
+  after: string | null;
+}
+
+export interface AccessRequestsTable {
+  id: Generated<number>;
+  user_id: number;
+  level: string;
+  reason: string;
+  status: string;
+  created_at: number;
+  decided_at: number | null;
+  decided_by: string | null;
+  note: string | null;
+}
+
+export interface ProfileFieldsTable {
+  name: string;
+  label: string;
+  type: string;
+  required: number;
+  max_length: number;
+  options: string | null;
+  user_editable: number;
+  position: number;
+  created_at: number;
+}
+
+export interface WebhookEventsTable {
+  id: string;
+  received_at: number;
+}
+
 export interface DB {
   users: UsersTable;
   groups: GroupsTable;
@@ -71,6 +110,10 @@ export interface DB {
   sessions: SessionsTable;
   oidc_payloads: OidcPayloadsTable;
   settings: SettingsTable;
+  audit_log: AuditLogTable;
+  access_requests: AccessRequestsTable;
+  profile_fields: ProfileFieldsTable;
+  webhook_events: WebhookEventsTable;
 }
 
 export type Dialect = 'sqlite' | 'mysql';

@@ -24,6 +24,7 @@ const NO_GRANT: DirectoryGrant = Object.freeze({ groups: Object.freeze([]) as un
 export class AccessIndex {
   private groups = new Map<number, GroupNode>();
   private membership = new Map<number, number[]>();
+  private disabled = new Set<number>();
   private ancestorsMemo = new Map<number, number[]>();
   private grantMemo = new Map<number, DirectoryGrant>();
 
@@ -35,10 +36,11 @@ export class AccessIndex {
 
   async reload(database: Database): Promise<void> {
     const db = database.db;
-    const [groupRows, nestingRows, memberRows] = await Promise.all([
+    const [groupRows, nestingRows, memberRows, disabledRows] = await Promise.all([
       db.selectFrom('groups').select(['id', 'name', 'level']).execute(),
       db.selectFrom('group_nesting').select(['parent_id', 'child_id']).execute(),
       db.selectFrom('group_members').select(['group_id', 'user_id']).execute(),
+      db.selectFrom('users').select('id').where('disabled_at', 'is not', null).execute(),
     ]);
     const groups = new Map<number, GroupNode>();
     for (const g of groupRows) {
@@ -54,6 +56,7 @@ export class AccessIndex {
     // Swap everything at once so a concurrent request sees the old picture or the new, never half.
     this.groups = groups;
     this.membership = membership;
+    this.disabled = new Set(disabledRows.map((r) => Number(r.id)));
     this.ancestorsMemo = new Map();
     this.grantMemo = new Map();
   }
@@ -73,6 +76,35 @@ export class AccessIndex {
     const list = [...seen];
     this.ancestorsMemo.set(groupId, list);
     return list;
+  }
+
+  /** Disabled accounts: their sessions stop working at the next request. */
+  isDisabled(userId: number): boolean {
+    return this.disabled.has(userId);
+  }
+
+  /**
+   * Why a user is in each effective group: the chain from a direct membership up to that group,
+   * e.g. `["contractors", "ea"]` for ea inherited through contractors ⊂ ea.
+   */
+  explain(userId: number): { group: string; level: Level | null; path: string[] }[] {
+    const direct = this.membership.get(userId) ?? [];
+    const paths = new Map<number, number[]>();
+    const queue: number[][] = direct.map((id) => [id]);
+    while (queue.length > 0) {
+      const path = queue.shift() as number[];
+      const id = path[path.length - 1] as number;
+      if (paths.has(id)) continue;
+      paths.set(id, path);
+      for (const parent of this.groups.get(id)?.parents ?? []) if (!paths.has(parent)) queue.push([...path, parent]);
+    }
+    return [...paths.entries()]
+      .map(([id, path]) => ({
+        group: this.groups.get(id)?.name ?? String(id),
+        level: this.groups.get(id)?.level ?? null,
+        path: path.map((p) => this.groups.get(p)?.name ?? String(p)),
+      }))
+      .sort((a, b) => a.group.localeCompare(b.group));
   }
 
   grantFor(userId: number | undefined): DirectoryGrant {

@@ -86,6 +86,71 @@ export class UserDirectory {
     return row && { ...toUserRecord(row), passwordHash: row.password_hash as string };
   }
 
+  /**
+   * A provider's user-created/updated event: inserts the user if new (no login counted), else
+   * refreshes the provider-owned columns it sent. The profile column is never touched.
+   */
+  async syncFromProvider(claims: ProviderClaims, at = Date.now()): Promise<{ user: UserRecord; created: boolean }> {
+    const sent: { email?: string | null; name?: string | null; picture?: string | null } = {};
+    if (claims.email !== undefined) sent.email = clip(claims.email?.toLowerCase(), 320);
+    if (claims.name !== undefined) sent.name = clip(claims.name, 255);
+    if (claims.picture !== undefined) sent.picture = clip(claims.picture, 2048);
+    const existing = await this.bySub(claims.sub);
+    if (existing) {
+      await this.db.updateTable('users').set({ ...sent, updated_at: at }).where('id', '=', existing.id).execute();
+      return { user: (await this.byId(existing.id)) as UserRecord, created: false };
+    }
+    const insert = this.db.insertInto('users').values({
+      sub: claims.sub,
+      email: sent.email ?? null,
+      name: sent.name ?? null,
+      picture: sent.picture ?? null,
+      created_at: at,
+      updated_at: at,
+      last_login_at: null,
+      login_count: 0,
+      profile: '{}',
+      password_hash: null,
+      disabled_at: null,
+    });
+    // A login racing the webhook may have inserted the row meanwhile: then this is an update.
+    if (this.database.dialect === 'mysql') await insert.onDuplicateKeyUpdate({ ...sent, updated_at: at }).execute();
+    else await insert.onConflict((oc) => oc.column('sub').doUpdateSet({ ...sent, updated_at: at })).execute();
+    return { user: (await this.bySub(claims.sub)) as UserRecord, created: true };
+  }
+
+  /** Search by email, name or subject (substring, case-insensitive), newest first. */
+  async search(options: { query?: string; page: number; pageSize: number }): Promise<{ users: UserRecord[]; total: number }> {
+    const q = (options.query ?? '').trim().toLowerCase().slice(0, 200);
+    let base = this.db.selectFrom('users');
+    if (q) {
+      const like = `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      base = base.where((eb) => eb.or([eb('email', 'like', like), eb(eb.fn('lower', ['name']), 'like', like), eb('sub', 'like', like)]));
+    }
+    const [rows, count] = await Promise.all([
+      base.selectAll().orderBy('id', 'desc').limit(options.pageSize).offset((options.page - 1) * options.pageSize).execute(),
+      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+    ]);
+    return { users: rows.map(toUserRecord), total: Number(count.n) };
+  }
+
+  async byEmail(email: string): Promise<UserRecord[]> {
+    const rows = await this.db.selectFrom('users').selectAll().where('email', '=', email.trim().toLowerCase()).execute();
+    return rows.map(toUserRecord);
+  }
+
+  async setDisabled(id: number, disabled: boolean): Promise<void> {
+    await this.db
+      .updateTable('users')
+      .set({ disabled_at: disabled ? Date.now() : null, updated_at: Date.now() })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async setPassword(id: number, password: string): Promise<void> {
+    await this.db.updateTable('users').set({ password_hash: await hashPassword(password), updated_at: Date.now() }).where('id', '=', id).execute();
+  }
+
   async count(): Promise<number> {
     const row = await this.db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     return Number(row.n);

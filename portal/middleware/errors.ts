@@ -2,6 +2,7 @@ import type { Logger } from '../../lib/log.ts';
 import { AtriumError, NotFoundError } from '../../lib/errors.ts';
 import { prefersHtml, type PortalMiddleware } from '../context.ts';
 import type { Views } from '../views.ts';
+import { signedInSession } from './user.ts';
 
 const HEADINGS: Record<number, string> = {
   400: 'That request cannot be used',
@@ -46,6 +47,8 @@ export function errorHandler(views: Views, log: Logger): PortalMiddleware {
           message,
           details: err.details,
           user: ctx.state.user,
+          csrf: err.status === 403 ? signedInSession(ctx.session)?.csrf : undefined,
+          back: ctx.method === 'POST' ? ctx.get('Referer') : undefined,
         });
       } else {
         ctx.body = { error: err.code, message, ...err.details };

@@ -1,5 +1,6 @@
 import type { AtriumUser } from '../../lib/app-kit.ts';
 import type { AccessIndex } from '../../lib/directory/access.ts';
+import type { ProfileCache } from '../../lib/profile/cache.ts';
 import { highest } from '../../lib/levels.ts';
 import type { PortalMiddleware, PortalSession } from '../context.ts';
 
@@ -12,11 +13,16 @@ export function signedInSession(session: unknown): PortalSession | undefined {
 /**
  * Builds `ctx.state.user` from the session and the in-memory directory: the level is the highest of
  * what the token granted and what the directory's groups grant right now, so a directory change
- * applies to the very next request. No database access here.
+ * applies to the very next request. A disabled account's session ends here. No database access.
  */
-export function userMiddleware(access: AccessIndex): PortalMiddleware {
+export function userMiddleware(deps: { access: AccessIndex; profiles: ProfileCache; loadProfile: (userId: number) => Promise<unknown> }): PortalMiddleware {
+  const { access, profiles, loadProfile } = deps;
   return async (ctx, next) => {
-    const session = signedInSession(ctx.session);
+    let session = signedInSession(ctx.session);
+    if (session && access.isDisabled(session.uid)) {
+      ctx.session = null;
+      session = undefined;
+    }
     if (session) {
       const grant = access.grantFor(session.uid);
       const user: AtriumUser = {
@@ -26,7 +32,7 @@ export function userMiddleware(access: AccessIndex): PortalMiddleware {
         picture: session.picture,
         level: highest(session.tokenLevel, grant.level),
         groups: grant.groups,
-        profile: session.profile,
+        profile: profiles.peek(session.uid, session.profile, loadProfile),
       };
       ctx.state.user = user;
       ctx.state.userId = session.uid;

@@ -25,6 +25,13 @@ export function authRoutes(deps: {
   log: Logger;
   publicOrigin: string;
   secureCookies: boolean;
+  /**
+   * Whether the token's own grants count. Not for the embedded provider: its `access:*` scopes are
+   * a copy of the directory taken at login, and the live directory is fresher (a demotion must
+   * apply at the next request, not when the token expires).
+   */
+  tokenGrantsLevel: boolean;
+  onLogin?: (userId: number, profile: Record<string, unknown>) => void;
 }): Router<PortalState> {
   const { rp, users, log, publicOrigin, secureCookies } = deps;
   const router = new Router<PortalState>();
@@ -66,7 +73,7 @@ export function authRoutes(deps: {
       name: user.name,
       picture: user.picture,
       profile: user.profile,
-      tokenLevel: levelFromTokens({
+      tokenLevel: !deps.tokenGrantsLevel ? null : levelFromTokens({
         accessClaims: accessTokenClaims(tokens.accessToken),
         idClaims: tokens.idClaims,
         grantedScope: tokens.scope,
@@ -81,6 +88,7 @@ export function authRoutes(deps: {
     for (const key of Object.keys(session.toJSON())) delete (session as unknown as Record<string, unknown>)[key];
     Object.assign(session, data);
     await session.regenerate();
+    deps.onLogin?.(user.id, user.profile);
     log.info({ sub: user.sub, level: data.tokenLevel }, 'signed in');
     ctx.redirect(transaction.returnTo);
   });

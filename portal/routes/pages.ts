@@ -1,4 +1,5 @@
 import Router from '@koa/router';
+import type { AccessRequests } from '../../lib/access-requests.ts';
 import type { AtriumUser } from '../../lib/app-kit.ts';
 import { UnauthenticatedError } from '../../lib/errors.ts';
 import { decide } from '../../lib/gate.ts';
@@ -11,12 +12,14 @@ import type { Views } from '../views.ts';
 const TIER_LABELS = { stable: 'Stable', ea: 'Early access', devel: 'In development' } as const;
 
 /** The launcher (`/`) and the signed-in user as JSON (`/me`). */
-export function pageRoutes(deps: { apps: AppTable; views: Views }): Router<PortalState> {
-  const { apps, views } = deps;
+export function pageRoutes(deps: { apps: AppTable; views: Views; requests: AccessRequests }): Router<PortalState> {
+  const { apps, views, requests } = deps;
   const router = new Router<PortalState>();
 
-  router.get('/', (ctx) => {
+  router.get('/', async (ctx) => {
     const user = ctx.state.user;
+    const recent = ctx.state.userId === undefined ? [] : await requests.forUser(ctx.state.userId, 3);
+    const fortnight = Date.now() - 14 * 24 * 60 * 60 * 1000;
     const all = apps.list();
     const tiers = [...TIERS].reverse().map((tier) => ({
       name: tier,
@@ -27,7 +30,14 @@ export function pageRoutes(deps: { apps: AppTable; views: Views }): Router<Porta
     }));
     ctx.set('Cache-Control', 'no-store');
     ctx.type = 'html';
-    ctx.body = views.render('launcher.njk', { title: 'Apps', user, tiers, csrf: signedInSession(ctx.session)?.csrf });
+    ctx.body = views.render('launcher.njk', {
+      title: 'Apps',
+      user,
+      tiers,
+      csrf: signedInSession(ctx.session)?.csrf,
+      requested: ctx.query.requested === '1',
+      requests: recent.filter((r) => r.status === 'pending' || (r.decidedAt ?? 0) > fortnight),
+    });
   });
 
   router.get('/me', (ctx) => {

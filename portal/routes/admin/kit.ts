@@ -1,0 +1,65 @@
+import type { AccessRequests } from '../../../lib/access-requests.ts';
+import type { AccessIndex } from '../../../lib/directory/access.ts';
+import type { DirectoryAdmin } from '../../../lib/directory/admin.ts';
+import type { AuditLog } from '../../../lib/directory/audit.ts';
+import type { GroupDirectory } from '../../../lib/directory/groups.ts';
+import type { UserDirectory } from '../../../lib/directory/users.ts';
+import type { ProfileService } from '../../../lib/profile/service.ts';
+import type { SessionStore } from '../../../lib/sessions/store.ts';
+import type { PortalContext } from '../../context.ts';
+import type { AppRegistry } from '../../app-registry.ts';
+import { signedInSession } from '../../middleware/user.ts';
+import type { Views } from '../../views.ts';
+
+export interface AdminDeps {
+  admin: DirectoryAdmin;
+  users: UserDirectory;
+  groups: GroupDirectory;
+  access: AccessIndex;
+  audit: AuditLog;
+  requests: AccessRequests;
+  profiles: ProfileService;
+  sessions: SessionStore;
+  registry: AppRegistry;
+  views: Views;
+  publicOrigin: string;
+}
+
+interface Flash {
+  kind: 'ok' | 'error';
+  text: string;
+}
+
+/** The acting admin as the audit log names them. */
+export function actor(ctx: PortalContext): string {
+  const user = ctx.state.user;
+  return user ? (user.email ?? user.sub) : 'unknown';
+}
+
+/** Renders an admin page with the navigation, the CSRF token and any flash message. */
+export function render(ctx: PortalContext, views: Views, template: string, data: Record<string, unknown>): void {
+  const session = ctx.session as unknown as { flash?: Flash } | null;
+  const flash = session?.flash;
+  if (session && flash) delete session.flash;
+  ctx.set('Cache-Control', 'no-store');
+  ctx.type = 'html';
+  ctx.body = views.render(`admin/${template}`, { ...data, user: ctx.state.user, csrf: signedInSession(ctx.session)?.csrf, flash, path: ctx.path });
+}
+
+/** After a successful change: a flash message and a 303 back to a page (POST-redirect-GET). */
+export function done(ctx: PortalContext, to: string, text: string): void {
+  (ctx.session as unknown as { flash?: Flash }).flash = { kind: 'ok', text };
+  ctx.status = 303;
+  ctx.redirect(to);
+}
+
+export function field(ctx: PortalContext, name: string): string {
+  const body = (ctx.request as { body?: Record<string, unknown> }).body ?? {};
+  const value = body[name];
+  return typeof value === 'string' ? value : '';
+}
+
+export function pageNumber(value: unknown): number {
+  const n = Number(typeof value === 'string' ? value : 1);
+  return Number.isInteger(n) && n >= 1 && n <= 100_000 ? n : 1;
+}
