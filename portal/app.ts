@@ -25,7 +25,7 @@ import { childServices } from './child-services.ts';
 import type { PortalState } from './context.ts';
 import { DirectoryWatcher } from './directory-watcher.ts';
 import { AppTable, dispatch } from './dispatch.ts';
-import { sweepOidcPayloads } from './idp/adapter.ts';
+import { forgetAccount, sweepOidcPayloads } from '../lib/db/oidc-payloads.ts';
 import { interactionRoutes } from './idp/interactions.ts';
 import { createEmbeddedProvider, EMBEDDED_PREFIX, type EmbeddedProvider } from './idp/provider.ts';
 import { errorHandler } from './middleware/errors.ts';
@@ -81,7 +81,15 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   await watcher.refresh();
   const sessions = new CachedSessionStore(new SqlSessionStore(database));
   const audit = new AuditLog(database);
-  const admin = new DirectoryAdmin({ database, users, groups, audit, sessions, onChange: () => watcher.refresh() });
+  const admin = new DirectoryAdmin({
+    database,
+    users,
+    groups,
+    audit,
+    sessions,
+    onChange: () => watcher.refresh(),
+    onDisable: embeddedIdp ? (sub) => forgetAccount(database, sub) : undefined,
+  });
   const profiles = new ProfileService(database, new ProfileFields(database), audit, profileCache);
   const requests = new AccessRequests(database, audit, admin);
   const views = createViews();
@@ -96,7 +104,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   void ((next: AppFailure[]) => (failures = next));
 
   const origin = config.publicUrl.origin;
-  const embedded = embeddedIdp ? await createEmbeddedProvider({ config, sessionKeys, database, users, access, views }) : undefined;
+  const embedded = embeddedIdp ? await createEmbeddedProvider({ config, sessionKeys, database, users, access, views, log }) : undefined;
   const rp = new RelyingParty({
     issuer: embedded?.issuer ?? (config.oidc.issuer as URL),
     clientId: embedded?.client.id ?? config.oidc.clientId,

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +31,7 @@ let browser: Browser | undefined;
 
 beforeAll(async () => {
   mkdirSync(SCREENSHOTS, { recursive: true });
+  rmSync(`${SCREENSHOTS}browser-failure.png`, { force: true });
   portal = await startTestPortal();
 });
 
@@ -73,79 +74,85 @@ describe('the portal in a real browser', () => {
     });
     const home = `${portal.origin}/`;
 
-    // 1. Signed out: the launcher offers only a way in.
-    const first = await page.goto('/');
-    expect(first?.status()).toBe(200);
-    expect(await text(page.getByRole('heading', { level: 1 }))).toBe('One sign-in, every internal app.');
-    expect(await page.getByTestId('user-level').count()).toBe(0);
-    await shot(page, '01-signed-out');
+    try {
+      // 1. Signed out: the launcher offers only a way in.
+      const first = await page.goto('/');
+      expect(first?.status()).toBe(200);
+      expect(await text(page.getByRole('heading', { level: 1 }))).toBe('One sign-in, every internal app.');
+      expect(await page.getByTestId('user-level').count()).toBe(0);
+      await shot(page, '01-signed-out');
 
-    // 2. Sign in: /login → the embedded provider's form.
-    await page.getByRole('link', { name: 'Sign in' }).click();
-    await page.waitForURL((url) => url.pathname.startsWith('/idp/interaction/'));
-    expect(await text(page.getByRole('heading', { level: 1 }))).toBe('Sign in to Atrium');
-    await page.getByLabel('Email').fill('ea@example.com');
-    await page.getByLabel('Password').fill(DEMO_PASSWORD);
-    await shot(page, '02-sign-in-form');
-    await page.getByRole('button', { name: 'Sign in' }).click();
+      // 2. Sign in: /login → the embedded provider's form.
+      await page.getByRole('link', { name: 'Sign in' }).click();
+      await page.waitForURL((url) => url.pathname.startsWith('/idp/interaction/'));
+      expect(await text(page.getByRole('heading', { level: 1 }))).toBe('Sign in to Atrium');
+      await page.getByLabel('Email').fill('ea@example.com');
+      await page.getByLabel('Password').fill(DEMO_PASSWORD);
+      await shot(page, '02-sign-in-form');
+      await page.getByRole('button', { name: 'Sign in' }).click();
 
-    // 3. Back on the launcher, signed in as ea.
-    await page.waitForURL(home);
-    expect(await text(page.getByRole('heading', { level: 1 }))).toBe('Your apps');
-    expect(visited.some((url) => new URL(url).pathname === '/auth/callback')).toBe(true);
-    expect(await text(page.getByTestId('user-email'))).toBe('Early Adopter');
-    expect(await text(page.getByTestId('user-level'))).toBe('ea');
-    const notes = page.locator('section[data-tier="ea"]').getByRole('link', { name: 'Notes' });
-    expect(await attr(notes, 'href')).toBe('/apps/ea/notes/');
-    expect(await attr(page.locator('section[data-tier="stable"]').getByRole('link', { name: 'Welcome' }), 'href')).toBe('/apps/stable/welcome/');
-    const inspector = page.locator('section[data-tier="devel"] li.card', { hasText: 'Inspector' });
-    expect(await attr(inspector, 'class')).toMatch(/\blocked\b/);
-    expect(await text(inspector.locator('.badge.lock'))).toMatch(/needs devel/);
-    expect(await inspector.getByRole('link').count()).toBe(0);
-    expect(await page.locator('a[href^="/apps/devel/"]').count()).toBe(0);
-    await shot(page, '03-launcher-ea');
+      // 3. Back on the launcher, signed in as ea.
+      await page.waitForURL(home);
+      expect(await text(page.getByRole('heading', { level: 1 }))).toBe('Your apps');
+      expect(visited.some((url) => new URL(url).pathname === '/auth/callback')).toBe(true);
+      expect(await text(page.getByTestId('user-email'))).toBe('Early Adopter');
+      expect(await text(page.getByTestId('user-level'))).toBe('ea');
+      const notes = page.locator('section[data-tier="ea"]').getByRole('link', { name: 'Notes' });
+      expect(await attr(notes, 'href')).toBe('/apps/ea/notes/');
+      expect(await attr(page.locator('section[data-tier="stable"]').getByRole('link', { name: 'Welcome' }), 'href')).toBe('/apps/stable/welcome/');
+      const inspector = page.locator('section[data-tier="devel"] li.card', { hasText: 'Inspector' });
+      expect(await attr(inspector, 'class')).toMatch(/\blocked\b/);
+      expect(await text(inspector.locator('.badge.lock'))).toMatch(/needs devel/);
+      expect(await inspector.getByRole('link').count()).toBe(0);
+      expect(await page.locator('a[href^="/apps/devel/"]').count()).toBe(0);
+      await shot(page, '03-launcher-ea');
 
-    // 4. The allowed app opens, and knows who the user is.
-    await notes.click();
-    await page.waitForURL(`${portal.origin}/apps/ea/notes/`);
-    expect(await text(page.getByRole('heading', { level: 1 }))).toBe('Notes (early access)');
-    expect(await text(page.locator('main'))).toContain('0 note(s) for ea@example.com.');
-    await shot(page, '04-notes-app');
+      // 4. The allowed app opens, and knows who the user is.
+      await notes.click();
+      await page.waitForURL(`${portal.origin}/apps/ea/notes/`);
+      expect(await text(page.getByRole('heading', { level: 1 }))).toBe('Notes (early access)');
+      expect(await text(page.locator('main'))).toContain('0 note(s) for ea@example.com.');
+      await shot(page, '04-notes-app');
 
-    // 5. A devel app by URL: 403 naming the level needed and the user's level.
-    const refused = await page.goto('/apps/devel/inspector/');
-    expect(refused?.status()).toBe(403);
-    expect(await text(page.getByRole('heading', { level: 1 }))).toBe('You do not have access');
-    const facts = page.locator('section.error dl.facts');
-    await facts.waitFor({ state: 'visible' });
-    expect((await facts.locator('dt').allInnerTexts()).map((t) => t.trim())).toEqual(['This app needs', 'Your level']);
-    expect(await text(facts.locator('dd').nth(0))).toBe('devel');
-    expect(await text(facts.locator('dd').nth(1))).toBe('ea');
-    expect(await page.content()).not.toContain('mountPath'); // nothing of the app leaked through
-    await shot(page, '05-inspector-403');
+      // 5. A devel app by URL: 403 naming the level needed and the user's level.
+      const refused = await page.goto('/apps/devel/inspector/');
+      expect(refused?.status()).toBe(403);
+      expect(await text(page.getByRole('heading', { level: 1 }))).toBe('You do not have access');
+      const facts = page.locator('section.error dl.facts');
+      await facts.waitFor({ state: 'visible' });
+      expect((await facts.locator('dt').allInnerTexts()).map((t) => t.trim())).toEqual(['This app needs', 'Your level']);
+      expect(await text(facts.locator('dd').nth(0))).toBe('devel');
+      expect(await text(facts.locator('dd').nth(1))).toBe('ea');
+      expect(await page.content()).not.toContain('mountPath'); // nothing of the app leaked through
+      await shot(page, '05-inspector-403');
 
-    // 6. Sign out from the launcher: the portal's session ends, then the provider's logout page
-    //    submits its own form with a script and sends the browser back to the launcher.
-    await page.goto('/');
-    expect(await text(page.getByTestId('user-level'))).toBe('ea');
-    const beforeSignOut = visited.length;
-    await page.getByRole('button', { name: 'Sign out' }).click();
-    await page.getByRole('link', { name: 'Sign in' }).waitFor({ state: 'visible', timeout: NAVIGATION_TIMEOUT_MS });
-    expect(page.url()).toBe(home);
-    expect(visited.slice(beforeSignOut).some((url) => new URL(url).pathname.startsWith('/idp/session/end'))).toBe(true);
-    expect(await text(page.getByRole('heading', { level: 1 }))).toBe('One sign-in, every internal app.');
-    expect(await page.getByTestId('user-level').count()).toBe(0);
-    expect(await page.getByRole('button', { name: 'Sign out' }).count()).toBe(0);
-    await shot(page, '06-signed-out-again');
+      // 6. Sign out from the launcher: the portal's session ends, then the provider's logout page
+      //    submits its own form with a script and sends the browser back to the launcher.
+      await page.goto('/');
+      expect(await text(page.getByTestId('user-level'))).toBe('ea');
+      const beforeSignOut = visited.length;
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.getByRole('link', { name: 'Sign in' }).waitFor({ state: 'visible', timeout: NAVIGATION_TIMEOUT_MS });
+      expect(page.url()).toBe(home);
+      expect(visited.slice(beforeSignOut).some((url) => new URL(url).pathname.startsWith('/idp/session/end'))).toBe(true);
+      expect(await text(page.getByRole('heading', { level: 1 }))).toBe('One sign-in, every internal app.');
+      expect(await page.getByTestId('user-level').count()).toBe(0);
+      expect(await page.getByRole('button', { name: 'Sign out' }).count()).toBe(0);
+      await shot(page, '06-signed-out-again');
 
-    // 7. Signed out for real, here and at the provider: /me refuses, and an app asks for a new sign-in.
-    const me = await page.request.get('/me', { headers: { Accept: 'application/json' } });
-    expect(me.status()).toBe(401);
-    await page.goto('/apps/ea/notes/');
-    await page.waitForURL((url) => url.pathname.startsWith('/idp/interaction/'));
-    expect(await text(page.getByRole('heading', { level: 1 }))).toBe('Sign in to Atrium');
-    await shot(page, '07-app-asks-to-sign-in');
+      // 7. Signed out for real, here and at the provider: /me refuses, and an app asks for a new sign-in.
+      const me = await page.request.get('/me', { headers: { Accept: 'application/json' } });
+      expect(me.status()).toBe(401);
+      await page.goto('/apps/ea/notes/');
+      await page.waitForURL((url) => url.pathname.startsWith('/idp/interaction/'));
+      expect(await text(page.getByRole('heading', { level: 1 }))).toBe('Sign in to Atrium');
+      await shot(page, '07-app-asks-to-sign-in');
 
-    expect(scriptErrors).toEqual([]);
+      expect(scriptErrors).toEqual([]);
+    } catch (err) {
+      // Whatever the page showed when it went wrong is the best clue in a CI log.
+      await shot(page, 'failure').catch(() => {});
+      throw err;
+    }
   });
 });

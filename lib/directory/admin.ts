@@ -26,6 +26,8 @@ export class DirectoryAdmin {
       audit: AuditLog;
       sessions: SessionStore;
       onChange?: () => Promise<void>;
+      /** Ends what the identity provider remembers of a disabled account (the embedded one). */
+      onDisable?: (sub: string) => Promise<unknown>;
     },
   ) {}
 
@@ -120,6 +122,7 @@ export class DirectoryAdmin {
     const user = await this.resolveUser(userRef);
     await this.deps.users.setDisabled(user.id, disabled);
     const ended = disabled ? await this.deps.sessions.destroyBySubject(user.sub) : 0;
+    if (disabled) await this.deps.onDisable?.(user.sub);
     await bumpRevision(this.deps.database);
     await this.deps.audit.record({
       actor,

@@ -66,9 +66,3 @@ export function sqlAdapter(database: Database): new (model: string) => Adapter {
     }
   };
 }
-
-/** Deletes expired provider records; run by the portal's periodic sweep. */
-export async function sweepOidcPayloads(database: Database, now = Date.now()): Promise<number> {
-  const result = await database.db.deleteFrom('oidc_payloads').where('expires_at', '<=', now).executeTakeFirst();
-  return Number(result.numDeletedRows);
-}

@@ -4,6 +4,7 @@ import type { Config } from '../../lib/config.ts';
 import type { Database } from '../../lib/db/schema.ts';
 import type { AccessIndex } from '../../lib/directory/access.ts';
 import type { UserDirectory } from '../../lib/directory/users.ts';
+import type { Logger } from '../../lib/log.ts';
 import { ACCESS_SCOPES, scopesForLevel } from '../../lib/levels.ts';
 import type { Views } from '../views.ts';
 import { sqlAdapter } from './adapter.ts';
@@ -41,8 +42,9 @@ export async function createEmbeddedProvider(deps: {
   users: UserDirectory;
   access: AccessIndex;
   views: Views;
+  log: Logger;
 }): Promise<EmbeddedProvider> {
-  const { config, sessionKeys, database, users, access, views } = deps;
+  const { config, sessionKeys, database, users, access, views, log } = deps;
   const origin = config.publicUrl.origin;
   const issuer = new URL(`${origin}${EMBEDDED_PREFIX}`);
   const audience = config.oidc.audience ?? origin;
@@ -174,5 +176,7 @@ export async function createEmbeddedProvider(deps: {
 
   const provider = new Provider(issuer.href, configuration);
   provider.proxy = config.secureCookies;
+  // The provider renders its own errors; make sure the server-side ones reach the log too.
+  provider.on('server_error', (_ctx, err) => log.error({ err }, 'embedded provider error'));
   return { provider, issuer, client, audience };
 }

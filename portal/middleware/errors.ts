@@ -47,7 +47,8 @@ export function errorHandler(views: Views, log: Logger): PortalMiddleware {
           message,
           details: err.details,
           user: ctx.state.user,
-          csrf: err.status === 403 ? signedInSession(ctx.session)?.csrf : undefined,
+          // The header's Sign out form (and the 403 page's access request) need it.
+          csrf: ctx.state.user ? signedInSession(ctx.session)?.csrf : undefined,
           back: ctx.method === 'POST' ? ctx.get('Referer') : undefined,
         });
       } else {

@@ -1,0 +1,178 @@
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import type { Database } from './db/schema.ts';
+import { AccessIndex } from './directory/access.ts';
+import { DirectoryAdmin } from './directory/admin.ts';
+import { AuditLog } from './directory/audit.ts';
+import { GroupDirectory } from './directory/groups.ts';
+import { UserDirectory } from './directory/users.ts';
+import { AtriumError } from './errors.ts';
+import { isLevel, LEVELS, type Level } from './levels.ts';
+import { SqlSessionStore } from './sessions/sql-store.ts';
+import { forgetAccount } from './db/oidc-payloads.ts';
+
+export const USAGE = `Usage: npm run atrium -- <command> [options]
+
+  users list [--query TEXT]                     list users (newest first)
+  users add <email> [--name N] [--password-file F]
+                                                create a local account (password read from F)
+  users disable <email> | users enable <email>  block or unblock sign-in; disabling ends sessions
+  groups list                                   groups, levels and nesting
+  groups create <name> [--level L] [--description D]
+  groups delete <name>
+  groups nest <child> <parent>                  members of <child> inherit <parent>
+  groups unnest <child> <parent>
+  members add <group> <email>
+  members remove <group> <email>
+  whois <email>                                 effective level and the groups that grant it
+
+Options: --json (machine-readable output), --help.
+Levels: ${LEVELS.join(', ')}. Exit codes: 0 ok, 1 refused (not found, conflict, invalid), 2 usage error.`;
+
+export interface CliIo {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+class UsageError extends Error {}
+
+/** Runs one admin command against `database`; returns the process exit code. */
+export async function runCli(argv: string[], database: Database, io: CliIo, actor: string): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    io.err(`${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { positionals, values } = parsed;
+  if (values.help || positionals.length === 0) {
+    (values.help ? io.out : io.err)(USAGE);
+    return values.help ? 0 : 2;
+  }
+  const users = new UserDirectory(database);
+  const groups = new GroupDirectory(database);
+  const admin = new DirectoryAdmin({
+    database,
+    users,
+    groups,
+    audit: new AuditLog(database),
+    sessions: new SqlSessionStore(database),
+    onDisable: (sub) => forgetAccount(database, sub),
+  });
+  const json = values.json === true;
+  const print = (data: unknown, text: () => string) => io.out(json ? JSON.stringify(data, null, 2) : text());
+
+  try {
+    const [noun, verb, ...rest] = positionals;
+    const arg = (i: number, name: string) => {
+      const value = rest[i];
+      if (value === undefined || value === '') throw new UsageError(`missing <${name}>`);
+      return value;
+    };
+    const command = noun === 'whois' ? 'whois' : `${noun} ${verb ?? ''}`.trim();
+    switch (command) {
+      case 'users list': {
+        const { users: found, total } = await users.search({ query: values.query, page: 1, pageSize: 1000 });
+        const index = await AccessIndex.load(database);
+        const rows = found.map((u) => ({ id: u.id, email: u.email, name: u.name, sub: u.sub, level: index.grantFor(u.id).level, disabled: u.disabled, lastLoginAt: u.lastLoginAt }));
+        print({ total, users: rows }, () => rows.map((r) => `${String(r.id).padStart(5)}  ${(r.email ?? r.sub).padEnd(32)} ${(r.level ?? '-').padEnd(7)}${r.disabled ? ' disabled' : ''}`).join('\n') || 'No users.');
+        return 0;
+      }
+      case 'users add': {
+        const email = arg(0, 'email');
+        const password = values['password-file'] ? (await readFile(values['password-file'], 'utf8')).replace(/\r?\n$/, '') : undefined;
+        const user = await admin.addLocalUser(actor, { email, name: values.name, password });
+        print({ id: user.id, email: user.email, sub: user.sub }, () => `Created ${user.email} (id ${user.id})${password ? '' : ' without a password: it cannot sign in until one is set'}.`);
+        return 0;
+      }
+      case 'users disable':
+      case 'users enable': {
+        const user = await admin.setDisabled(actor, arg(0, 'email'), verb === 'disable');
+        print({ id: user.id, email: user.email, disabled: user.disabled }, () => `${user.email ?? user.sub} is ${user.disabled ? 'disabled; its sessions have ended' : 'enabled'}.`);
+        return 0;
+      }
+      case 'groups list': {
+        const [list, edges] = await Promise.all([groups.list(), groups.edges()]);
+        const rows = list.map((g) => ({ ...g, parents: edges.filter((e) => e.child === g.name).map((e) => e.parent) }));
+        print({ groups: rows }, () => rows.map((g) => `${g.name.padEnd(24)} ${(g.level ?? '-').padEnd(7)} ${g.parents.length ? `⊂ ${g.parents.join(', ')}` : ''}${g.builtin ? '  (built-in)' : ''}`).join('\n'));
+        return 0;
+      }
+      case 'groups create': {
+        const level = values.level;
+        if (level !== undefined && !isLevel(level)) throw new UsageError(`--level must be one of ${LEVELS.join(', ')}`);
+        const group = await admin.createGroup(actor, { name: arg(0, 'name'), level: (level as Level | undefined) ?? null, description: values.description });
+        print(group, () => `Created group ${group.name}${group.level ? ` granting ${group.level}` : ''}.`);
+        return 0;
+      }
+      case 'groups delete': {
+        const name = arg(0, 'name');
+        await admin.deleteGroup(actor, name);
+        print({ deleted: name }, () => `Deleted group ${name}.`);
+        return 0;
+      }
+      case 'groups nest':
+      case 'groups unnest': {
+        const child = arg(0, 'child');
+        const parent = arg(1, 'parent');
+        if (verb === 'nest') await admin.nest(actor, child, parent);
+        else await admin.unnest(actor, child, parent);
+        print({ child, parent, nested: verb === 'nest' }, () => (verb === 'nest' ? `Members of ${child} now inherit ${parent}.` : `${child} no longer inherits ${parent}.`));
+        return 0;
+      }
+      case 'members add':
+      case 'members remove': {
+        const group = arg(0, 'group');
+        const user = verb === 'add' ? await admin.addMember(actor, group, arg(1, 'email')) : await admin.removeMember(actor, group, arg(1, 'email'));
+        print({ group, user: user.email ?? user.sub, member: verb === 'add' }, () => `${user.email ?? user.sub} ${verb === 'add' ? 'added to' : 'removed from'} ${group}.`);
+        return 0;
+      }
+      case 'whois': {
+        if (!verb) throw new UsageError('missing <email>');
+        const user = await admin.resolveUser(verb);
+        const index = await AccessIndex.load(database);
+        const grant = index.grantFor(user.id);
+        const groupsWithPaths = index.explain(user.id);
+        const granting = groupsWithPaths.find((g) => g.level !== null && g.level === grant.level);
+        const data = { id: user.id, email: user.email, sub: user.sub, disabled: user.disabled, level: grant.level, grantedBy: granting?.path ?? null, groups: groupsWithPaths };
+        print(data, () =>
+          [
+            `${user.email ?? user.sub} (id ${user.id}${user.disabled ? ', disabled' : ''})`,
+            `level: ${grant.level ?? 'none'}${granting ? `  (granted by ${granting.path.join(' ⊂ ')})` : ''}`,
+            ...groupsWithPaths.map((g) => `  ${g.group.padEnd(24)} ${g.path.length === 1 ? 'direct' : `via ${g.path.join(' ⊂ ')}`}`),
+          ].join('\n'),
+        );
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown command "${positionals.join(' ')}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (err instanceof AtriumError) {
+      io.err(json ? JSON.stringify({ error: err.code, message: err.message, ...err.details }) : `error: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      query: { type: 'string' },
+      name: { type: 'string' },
+      level: { type: 'string' },
+      description: { type: 'string' },
+      'password-file': { type: 'string' },
+    },
+  });
+}
