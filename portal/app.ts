@@ -1,7 +1,6 @@
 import Koa from 'koa';
 import mount from 'koa-mount';
 import { AccessRequests } from '../lib/access-requests.ts';
-import { discoverApps, type AppFailure } from '../lib/apps/discovery.ts';
 import type { Config } from '../lib/config.ts';
 import { openDatabase } from '../lib/db/database.ts';
 import { migrateToLatest } from '../lib/db/migrate.ts';
@@ -20,7 +19,15 @@ import { ProfileFields } from '../lib/profile/fields.ts';
 import { ProfileService } from '../lib/profile/service.ts';
 import { CachedSessionStore } from '../lib/sessions/cached-store.ts';
 import { SqlSessionStore } from '../lib/sessions/sql-store.ts';
+import type { Server } from 'node:http';
 import type { AppRegistry } from './app-registry.ts';
+import { AssertionSigner } from './assertions.ts';
+import { LiveApps } from './live-apps.ts';
+import { UpstreamProxy } from './proxy.ts';
+import { Realtime } from './realtime.ts';
+import { SessionReader } from './session-reader.ts';
+import { Supervisor } from './supervisor.ts';
+import { upgradeHandler } from './upgrades.ts';
 import { childServices } from './child-services.ts';
 import type { PortalState } from './context.ts';
 import { DirectoryWatcher } from './directory-watcher.ts';
@@ -36,6 +43,7 @@ import { adminRoutes } from './routes/admin/index.ts';
 import { assets } from './routes/assets.ts';
 import { authRoutes } from './routes/auth.ts';
 import { healthRoutes } from './routes/health.ts';
+import { jwksRoute } from './routes/jwks.ts';
 import { hookRoutes } from './routes/hooks.ts';
 import { pageRoutes } from './routes/pages.ts';
 import { profileRoutes } from './routes/profile.ts';
@@ -54,8 +62,13 @@ export interface Portal {
   admin: DirectoryAdmin;
   sessions: CachedSessionStore;
   watcher: DirectoryWatcher;
+  realtime: Realtime;
+  supervisor: Supervisor;
+  assertions: AssertionSigner;
   embedded: EmbeddedProvider | undefined;
   seededDemo: boolean;
+  /** Wires socket.io and websocket upgrades onto the HTTP server. */
+  attach(server: Server): void;
   close(): Promise<void>;
 }
 
@@ -93,17 +106,29 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   const profiles = new ProfileService(database, new ProfileFields(database), audit, profileCache);
   const requests = new AccessRequests(database, audit, admin);
   const views = createViews();
-
-  const apps = new AppTable();
-  const discovery = await discoverApps(config.appsDir);
-  for (const app of discovery.apps) apps.set(app);
-  for (const failure of discovery.failures) log.error({ app: failure.path, reason: failure.reason }, 'app skipped');
-  log.info({ apps: discovery.apps.map((a) => a.prefix) }, `${discovery.apps.length} app(s) mounted`);
-  let failures: AppFailure[] = discovery.failures;
-  const registry: AppRegistry = { table: apps, failures: () => failures };
-  void ((next: AppFailure[]) => (failures = next));
+  const resolver = { access, profiles: profileCache, loadProfile: (id: number) => profiles.get(id) };
 
   const origin = config.publicUrl.origin;
+  const app = new Koa<PortalState>();
+  app.keys = sessionKeys;
+  app.proxy = config.secureCookies;
+  app.silent = true;
+
+  // Apps: in-process ones, upstream ones behind the proxy, their sockets, kept live from APPS_DIR.
+  const reader = new SessionReader(app, sessions, resolver);
+  const realtime = new Realtime(reader, log);
+  const assertions = await AssertionSigner.load(database, origin);
+  const proxy = new UpstreamProxy(assertions, config.publicUrl, log);
+  const supervisor = new Supervisor(log);
+  const apps = new AppTable();
+  const live = new LiveApps(apps, { appsDir: config.appsDir, realtime, proxy, supervisor, log });
+  await live.load();
+  const registry: AppRegistry = live;
+  sessions.onEnded((ids) => realtime.endSessions(ids));
+  watcher.onChange(() => {
+    realtime.recheckAll().catch((err: unknown) => log.warn({ err }, 'socket re-check failed'));
+  });
+
   const embedded = embeddedIdp ? await createEmbeddedProvider({ config, sessionKeys, database, users, access, views, log }) : undefined;
   const rp = new RelyingParty({
     issuer: embedded?.issuer ?? (config.oidc.issuer as URL),
@@ -116,16 +141,12 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     accessClaim: config.oidc.accessClaim,
   });
 
-  const app = new Koa<PortalState>();
-  app.keys = sessionKeys;
-  app.proxy = config.secureCookies;
-  app.silent = true;
-
   // The request pipeline, top to bottom.
   app.use(errorHandler(views, log));
   app.use(hardening({ secureCookies: config.secureCookies }));
   app.use(healthRoutes({ database, rp }).routes());
   app.use(assets());
+  app.use(jwksRoute(assertions));
   if (config.hookSecret) {
     app.use(hookRoutes({ secret: config.hookSecret, database, users, admin, audit, log, afterChange: () => watcher.refresh() }).routes());
   }
@@ -134,7 +155,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     app.use(mount(EMBEDDED_PREFIX, embedded.provider));
   }
   app.use(sessionMiddleware(app, sessions, { maxAgeMs: config.sessionMaxAgeSeconds * 1000, secure: config.secureCookies }));
-  app.use(userMiddleware({ access, profiles: profileCache, loadProfile: (id) => profiles.get(id) }));
+  app.use(userMiddleware(resolver));
   app.use(dispatch(apps, childServices(profiles)));
   app.use(authRoutes({ rp, users, log, publicOrigin: origin, secureCookies: config.secureCookies, tokenGrantsLevel: !embedded, onLogin: (id, profile) => profileCache.set(id, profile) }).routes());
   app.use(pageRoutes({ apps, views, requests }).routes());
@@ -142,6 +163,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   app.use(adminRoutes({ admin, users, groups, access, audit, requests, profiles, sessions, registry, views, publicOrigin: origin }).routes());
 
   watcher.start();
+  live.start();
   const sweep = setInterval(() => {
     Promise.all([
       sessions.sweep(),
@@ -163,11 +185,22 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     admin,
     sessions,
     watcher,
+    realtime,
+    supervisor,
+    assertions,
     embedded,
     seededDemo,
+    attach(server) {
+      realtime.attach(server);
+      server.on('upgrade', upgradeHandler({ table: apps, reader, proxy, log }));
+    },
     async close() {
       clearInterval(sweep);
       watcher.stop();
+      await live.stop();
+      await realtime.close();
+      await supervisor.stopAll();
+      proxy.close();
       await database.close();
     },
   };

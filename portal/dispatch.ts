@@ -6,7 +6,7 @@ import { decide } from '../lib/gate.ts';
 import { isBrowserNavigation, type PortalContext, type PortalMiddleware } from './context.ts';
 
 export interface MountedApp extends LoadedApp {
-  /** The app's middleware, composed once, seeing paths relative to its mount. */
+  /** The app's middleware, composed once: a koa-mount of the app, or the upstream proxy. */
   handler: Koa.Middleware;
 }
 
@@ -17,8 +17,9 @@ export interface MountedApp extends LoadedApp {
 export class AppTable {
   private readonly byKey = new Map<string, MountedApp>();
 
-  set(app: LoadedApp): MountedApp {
-    const mounted: MountedApp = { ...app, handler: mount(app.prefix, app.app) };
+  set(app: LoadedApp, handler?: Koa.Middleware): MountedApp {
+    if (!handler && !app.app) throw new TypeError(`${app.prefix} has neither a Koa app nor a handler`);
+    const mounted: MountedApp = { ...app, handler: handler ?? mount(app.prefix, app.app as Koa) };
     this.byKey.set(`${app.tier}/${app.name}`, mounted);
     return mounted;
   }

@@ -19,6 +19,7 @@ const STOP_GRACE_MS = 10_000;
 export async function startPortal(config: Config, log: Logger, server: Server = createServer()): Promise<RunningPortal> {
   const portal = await createPortal(config, log);
   server.on('request', portal.app.callback());
+  portal.attach(server);
   if (!server.listening) {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { basename, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type Koa from 'koa';
 import { TIERS, isTier, type Tier } from '../levels.ts';
@@ -18,8 +19,15 @@ export interface LoadedApp {
   /** Empty: everyone who reaches the tier. Otherwise the user must also be in one of these. */
   groups: readonly string[];
   manifest: Manifest;
-  app: Koa<any, any>;
+  /** In-process apps: the Koa application. */
+  app: Koa<any, any> | undefined;
   realtime: RealtimeHook | undefined;
+  /** Apps in another process: where they listen (port 0: the portal picks one for `command`). */
+  upstream: URL | undefined;
+  /** The process the portal starts for the app, with PORT set. */
+  command: string | undefined;
+  /** Changes whenever a file of the app changes; live discovery reloads on a new value. */
+  fingerprint: string;
 }
 
 export interface AppFailure {
@@ -44,7 +52,10 @@ const IMPORT_TIMEOUT_MS = 10_000;
  * Finds every `APPS_DIR/<tier>/<name>` app. A folder that cannot be used is reported in `failures`
  * with a reason a person can act on; it never stops the others from loading.
  */
-export async function discoverApps(appsDir: string): Promise<Discovery> {
+/** Returns the already-loaded app when its folder has not changed, so it is not imported again. */
+export type ReuseLoaded = (prefix: string, fingerprint: string) => LoadedApp | undefined;
+
+export async function discoverApps(appsDir: string, reuse?: ReuseLoaded): Promise<Discovery> {
   const root = resolve(appsDir);
   const apps: LoadedApp[] = [];
   const failures: AppFailure[] = [];
@@ -65,7 +76,7 @@ export async function discoverApps(appsDir: string): Promise<Discovery> {
     const loaded = await Promise.all(
       entries
         .filter((e) => !e.name.startsWith('.'))
-        .map((e) => loadApp(tier, e.name, join(tierDir, e.name), e.isDirectory())),
+        .map((e) => loadApp(tier, e.name, join(tierDir, e.name), e.isDirectory(), reuse)),
     );
     for (const result of loaded) {
       if ('reason' in result) failures.push(result);
@@ -75,12 +86,15 @@ export async function discoverApps(appsDir: string): Promise<Discovery> {
   return { apps, failures };
 }
 
-export async function loadApp(tier: Tier, name: string, dir: string, isDirectory = true): Promise<LoadedApp | AppFailure> {
+export async function loadApp(tier: Tier, name: string, dir: string, isDirectory = true, reuse?: ReuseLoaded): Promise<LoadedApp | AppFailure> {
   const fail = (reason: string): AppFailure => ({ path: `${tier}/${name}`, tier, name, reason });
   if (!isDirectory) return fail('not a folder: an app is a folder with index.ts or index.js');
   if (!APP_NAME.test(name)) {
     return fail('bad folder name: use lowercase letters, digits and dashes (it becomes part of the URL)');
   }
+  const fingerprint = await folderFingerprint(dir);
+  const unchanged = reuse?.(`/apps/${tier}/${name}`, fingerprint);
+  if (unchanged) return unchanged;
 
   let manifest: Manifest = {};
   const manifestPath = join(dir, 'app.json');
@@ -91,16 +105,34 @@ export async function loadApp(tier: Tier, name: string, dir: string, isDirectory
       return fail((err as Error).message);
     }
   }
-  if (manifest.upstream) return fail('upstream apps (app.json "upstream") are not served by this version of the portal yet');
-
   const entry = ENTRY_FILES.map((f) => join(dir, f)).find((f) => existsSync(f));
-  if (!entry) return fail(`no ${ENTRY_FILES.join(' or ')} in the folder`);
+  const base = {
+    tier,
+    name,
+    prefix: `/apps/${tier}/${name}`,
+    dir,
+    groups: Object.freeze([...(manifest.groups ?? [])]),
+    manifest,
+    fingerprint,
+  };
+  if (manifest.upstream) {
+    if (entry) return fail(`both app.json "upstream" and ${basename(entry)}: an app is either proxied or in-process, not both`);
+    return {
+      ...base,
+      title: manifest.title ?? titleCase(name),
+      description: manifest.description ?? '',
+      app: undefined,
+      realtime: undefined,
+      upstream: new URL(manifest.upstream),
+      command: manifest.command,
+    };
+  }
+  if (!entry) return fail(`no ${ENTRY_FILES.join(' or ')} in the folder (or an app.json with "upstream")`);
 
   let exported: unknown;
   try {
-    // The modification time in the URL makes a changed file a new module, not a cached one.
-    const version = (await stat(entry)).mtimeMs;
-    const url = `${pathToFileURL(entry).href}?t=${Math.floor(version)}`;
+    // The folder's fingerprint in the URL makes a changed app a new module, not a cached one.
+    const url = `${pathToFileURL(entry).href}?t=${fingerprint}`;
     const module = (await withTimeout(import(url), IMPORT_TIMEOUT_MS)) as { default?: unknown };
     exported = module.default;
   } catch (err) {
@@ -110,17 +142,52 @@ export async function loadApp(tier: Tier, name: string, dir: string, isDirectory
   const definition = toDefinition(exported);
   if (typeof definition === 'string') return fail(definition);
   return {
-    tier,
-    name,
-    prefix: `/apps/${tier}/${name}`,
-    dir,
+    ...base,
     title: manifest.title ?? definition.title ?? titleCase(name),
     description: manifest.description ?? definition.description ?? '',
-    groups: Object.freeze([...(manifest.groups ?? [])]),
-    manifest,
     app: definition.app,
     realtime: definition.realtime,
+    upstream: undefined,
+    command: undefined,
   };
+}
+
+const FINGERPRINT_MAX_FILES = 500;
+const SKIPPED_FOLDERS = new Set(['node_modules', '.git', '__pycache__', '.venv']);
+
+/**
+ * Sizes and modification times of the app's files (bounded, dependencies skipped), hashed: cheap to
+ * recompute every few seconds, and different after any edit, addition or removal.
+ */
+export async function folderFingerprint(dir: string): Promise<string> {
+  const hash = createHash('sha1');
+  let files = 0;
+  const walk = async (folder: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(folder, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    entries.sort((a, b) => a.name.localeCompare(b.name));
+    for (const entry of entries) {
+      if (files >= FINGERPRINT_MAX_FILES) return;
+      const full = join(folder, entry.name);
+      if (entry.isDirectory()) {
+        if (!SKIPPED_FOLDERS.has(entry.name) && !entry.name.startsWith('.')) await walk(full);
+      } else if (entry.isFile()) {
+        files += 1;
+        try {
+          const info = await stat(full);
+          hash.update(`${full}\0${info.size}\0${info.mtimeMs}\n`);
+        } catch {
+          // removed while we looked: the next scan sees the new state
+        }
+      }
+    }
+  };
+  await walk(dir);
+  return hash.digest('hex').slice(0, 16);
 }
 
 function isKoaApp(value: unknown): value is Koa {

@@ -14,6 +14,7 @@ interface Entry {
  */
 export class CachedSessionStore implements SessionStore {
   private readonly entries = new Map<string, Entry>();
+  private readonly endedListeners: ((ids: string[]) => void)[] = [];
 
   constructor(
     private readonly inner: SessionStore,
@@ -36,17 +37,29 @@ export class CachedSessionStore implements SessionStore {
     this.remember(id, { data, expiresAt: now + ttlMs }, now);
   }
 
+  /** Hears about every session this process ends (logout, revocation), e.g. to close its sockets. */
+  onEnded(listener: (ids: string[]) => void): void {
+    this.endedListeners.push(listener);
+  }
+
   async destroy(id: string): Promise<void> {
     this.entries.delete(id);
     await this.inner.destroy(id);
     this.entries.delete(id);
+    this.ended([id]);
   }
 
   async destroyBySubject(subject: string): Promise<number> {
     const ids = await this.inner.idsBySubject(subject);
     const count = await this.inner.destroyBySubject(subject);
     for (const id of ids) this.entries.delete(id);
+    this.ended(ids);
     return count;
+  }
+
+  private ended(ids: string[]): void {
+    if (ids.length === 0) return;
+    for (const listener of this.endedListeners) listener(ids);
   }
 
   idsBySubject(subject: string): Promise<string[]> {

@@ -4,7 +4,7 @@ import session from 'koa-session';
 import type { SessionStore } from '../../lib/sessions/store.ts';
 
 export const SESSION_COOKIE = 'atrium.sid';
-const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
+export const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
 
 /**
  * koa-session with the session kept server-side in `store`; the cookie carries only a random,

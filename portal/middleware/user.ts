@@ -1,7 +1,7 @@
 import type { AtriumUser } from '../../lib/app-kit.ts';
 import type { AccessIndex } from '../../lib/directory/access.ts';
-import type { ProfileCache } from '../../lib/profile/cache.ts';
 import { highest } from '../../lib/levels.ts';
+import type { ProfileCache } from '../../lib/profile/cache.ts';
 import type { PortalMiddleware, PortalSession } from '../context.ts';
 
 /** Reads the signed-in session, if any, as a typed record. */
@@ -10,32 +10,45 @@ export function signedInSession(session: unknown): PortalSession | undefined {
   return s && typeof s.sub === 'string' && typeof s.uid === 'number' ? (s as PortalSession) : undefined;
 }
 
+export interface UserResolver {
+  access: AccessIndex;
+  profiles: ProfileCache;
+  loadProfile: (userId: number) => Promise<unknown>;
+}
+
 /**
- * Builds `ctx.state.user` from the session and the in-memory directory: the level is the highest of
- * what the token granted and what the directory's groups grant right now, so a directory change
- * applies to the very next request. A disabled account's session ends here. No database access.
+ * The user a session stands for right now: the level is the highest of what the token granted and
+ * what the directory's groups grant at this moment, so a directory change applies at once. Undefined
+ * for a disabled account. Used for HTTP requests, websocket handshakes and socket re-checks alike.
  */
-export function userMiddleware(deps: { access: AccessIndex; profiles: ProfileCache; loadProfile: (userId: number) => Promise<unknown> }): PortalMiddleware {
-  const { access, profiles, loadProfile } = deps;
+export function userFromSession(session: PortalSession, resolver: UserResolver): AtriumUser | undefined {
+  const { access, profiles, loadProfile } = resolver;
+  if (access.isDisabled(session.uid)) return undefined;
+  const grant = access.grantFor(session.uid);
+  return {
+    sub: session.sub,
+    email: session.email,
+    name: session.name,
+    picture: session.picture,
+    level: highest(session.tokenLevel, grant.level),
+    groups: grant.groups,
+    profile: profiles.peek(session.uid, session.profile, loadProfile),
+  };
+}
+
+/** Builds `ctx.state.user` for every request after the session middleware. No database access. */
+export function userMiddleware(resolver: UserResolver): PortalMiddleware {
   return async (ctx, next) => {
-    let session = signedInSession(ctx.session);
-    if (session && access.isDisabled(session.uid)) {
-      ctx.session = null;
-      session = undefined;
-    }
+    const session = signedInSession(ctx.session);
     if (session) {
-      const grant = access.grantFor(session.uid);
-      const user: AtriumUser = {
-        sub: session.sub,
-        email: session.email,
-        name: session.name,
-        picture: session.picture,
-        level: highest(session.tokenLevel, grant.level),
-        groups: grant.groups,
-        profile: profiles.peek(session.uid, session.profile, loadProfile),
-      };
-      ctx.state.user = user;
-      ctx.state.userId = session.uid;
+      const user = userFromSession(session, resolver);
+      if (user) {
+        ctx.state.user = user;
+        ctx.state.userId = session.uid;
+      } else {
+        // A disabled account: its session ends here, whatever the store still holds.
+        ctx.session = null;
+      }
     }
     await next();
   };

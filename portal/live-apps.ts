@@ -1,0 +1,171 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { createServer } from 'node:net';
+import { resolve } from 'node:path';
+import { discoverApps, loadApp, type AppFailure, type LoadedApp } from '../lib/apps/discovery.ts';
+import type { Logger } from '../lib/log.ts';
+import type { AppRegistry } from './app-registry.ts';
+import type { AppTable } from './dispatch.ts';
+import type { UpstreamProxy } from './proxy.ts';
+import type { Realtime } from './realtime.ts';
+import type { Supervisor } from './supervisor.ts';
+
+const DEBOUNCE_MS = 150;
+const SAFETY_RESCAN_MS = 5_000;
+
+/**
+ * The apps the portal serves, kept in step with APPS_DIR while it runs. A change to the folder
+ * (noticed by fs.watch, and by a slower safety rescan where watching misses events) reloads just the
+ * apps whose fingerprint moved: a new or fixed app goes live, a removed one goes away with its
+ * namespace and process, and a broken edit keeps the last good version serving while the error is
+ * logged and shown on the admin console. Swapping an entry in the table never disturbs requests in
+ * flight: they keep the handler they started with.
+ */
+export class LiveApps implements AppRegistry {
+  private failureList: AppFailure[] = [];
+  private readonly errors = new Map<string, AppFailure>();
+  private watcher: FSWatcher | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private safety: NodeJS.Timeout | undefined;
+  private scanning: Promise<void> | undefined;
+  private rescanAgain = false;
+
+  constructor(
+    readonly table: AppTable,
+    private readonly deps: { appsDir: string; realtime: Realtime; proxy: UpstreamProxy; supervisor: Supervisor; log: Logger },
+  ) {}
+
+  failures(): AppFailure[] {
+    return this.failureList;
+  }
+
+  /** The first load, at start-up. */
+  async load(): Promise<void> {
+    await this.rescan();
+    this.deps.log.info({ apps: this.table.list().map((a) => a.prefix) }, `${this.table.list().length} app(s) mounted`);
+  }
+
+  start(): void {
+    const root = resolve(this.deps.appsDir);
+    try {
+      this.watcher = watch(root, { recursive: true }, () => this.schedule());
+      this.watcher.on('error', (err) => this.deps.log.warn({ err }, 'watching APPS_DIR failed; relying on the periodic rescan'));
+    } catch (err) {
+      this.deps.log.warn({ err, appsDir: root }, 'cannot watch APPS_DIR; relying on the periodic rescan');
+    }
+    this.safety = setInterval(() => this.schedule(), SAFETY_RESCAN_MS);
+    this.safety.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.watcher?.close();
+    clearTimeout(this.debounce);
+    clearInterval(this.safety);
+    await this.scanning;
+  }
+
+  private schedule(): void {
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      this.rescan().catch((err: unknown) => this.deps.log.error({ err }, 'app rescan failed'));
+    }, DEBOUNCE_MS);
+    this.debounce.unref();
+  }
+
+  /** Compares APPS_DIR with what is mounted and applies the difference. One scan at a time. */
+  async rescan(): Promise<void> {
+    if (this.scanning) {
+      this.rescanAgain = true;
+      return this.scanning;
+    }
+    this.scanning = (async () => {
+      try {
+        do {
+          this.rescanAgain = false;
+          await this.scanOnce();
+        } while (this.rescanAgain);
+      } finally {
+        this.scanning = undefined;
+      }
+    })();
+    return this.scanning;
+  }
+
+  private async scanOnce(): Promise<void> {
+    const { log } = this.deps;
+    const current = new Map(this.table.list().map((a) => [a.prefix, a]));
+    const found = await discoverApps(this.deps.appsDir, (prefix, fingerprint) => {
+      const mounted = current.get(prefix);
+      return mounted && mounted.fingerprint === fingerprint ? mounted : undefined;
+    });
+    const seen = new Set<string>();
+
+    for (const app of found.apps) {
+      seen.add(app.prefix);
+      const before = current.get(app.prefix);
+      if (before && before.fingerprint === app.fingerprint && !this.errors.has(app.prefix)) continue;
+      try {
+        await this.mount(app);
+        this.errors.delete(app.prefix);
+        log.info({ app: app.prefix }, before ? 'app reloaded' : 'app mounted');
+      } catch (err) {
+        this.errors.set(app.prefix, { path: `${app.tier}/${app.name}`, tier: app.tier, name: app.name, reason: `could not start: ${(err as Error).message}` });
+      }
+    }
+    for (const failure of found.failures) {
+      const prefix = failure.tier && failure.name ? `/apps/${failure.tier}/${failure.name}` : undefined;
+      if (prefix) seen.add(prefix);
+      if (prefix && current.has(prefix)) {
+        if (this.errors.get(prefix)?.reason !== failure.reason) log.error({ app: failure.path, reason: failure.reason }, 'app edit is broken; the last good version keeps serving');
+        this.errors.set(prefix, { ...failure, reason: `${failure.reason} (the last good version is still serving)` });
+      } else {
+        if (!this.failureList.some((f) => f.path === failure.path && f.reason === failure.reason)) log.error({ app: failure.path, reason: failure.reason }, 'app skipped');
+      }
+    }
+    for (const [prefix, app] of current) {
+      if (seen.has(prefix)) continue;
+      await this.unmount(app);
+      this.errors.delete(prefix);
+      log.info({ app: prefix }, 'app removed');
+    }
+    const fresh = found.failures.filter((f) => !(f.tier && f.name && current.has(`/apps/${f.tier}/${f.name}`)));
+    this.failureList = [...fresh, ...this.errors.values()];
+  }
+
+  private async mount(app: LoadedApp): Promise<void> {
+    const { proxy, realtime, supervisor } = this.deps;
+    if (app.upstream) {
+      const upstream = new URL(app.upstream.href);
+      if (app.command) {
+        if (upstream.port === '0') upstream.port = String(await freePort(upstream.hostname));
+        supervisor.start(app.prefix, app.command, app.dir, Number(upstream.port || (upstream.protocol === 'https:' ? 443 : 80)));
+      }
+      const mounted: LoadedApp = { ...app, upstream };
+      this.table.set(mounted, proxy.handler({ prefix: app.prefix, upstream }));
+      realtime.unmount(app.tier, app.name);
+      return;
+    }
+    const previous = this.table.get(app.tier, app.name);
+    if (previous?.command) await supervisor.stop(previous.prefix);
+    this.table.set(app);
+    realtime.mount(app);
+  }
+
+  private async unmount(app: LoadedApp): Promise<void> {
+    this.table.delete(app.tier, app.name);
+    this.deps.realtime.unmount(app.tier, app.name);
+    if (app.command) await this.deps.supervisor.stop(app.prefix);
+  }
+}
+
+/** A free TCP port on the host, for an upstream app whose manifest says port 0. */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}

@@ -1,0 +1,146 @@
+import type { Server as HttpServer } from 'node:http';
+import { Server, type Namespace, type Socket } from 'socket.io';
+import type { LoadedApp } from '../lib/apps/discovery.ts';
+import { decide } from '../lib/gate.ts';
+import type { Logger } from '../lib/log.ts';
+import type { SessionIdentity, SessionReader } from './session-reader.ts';
+
+const RECHECK_MS = 1_000;
+
+interface SocketData extends Partial<SessionIdentity> {}
+
+/**
+ * socket.io on the portal's server. Each app with a `realtime` hook gets the namespace
+ * `/apps/<tier>/<name>`, gated exactly like its pages: the handshake's session cookie is read and
+ * the tier and per-app groups checked in the namespace middleware, before the connection is
+ * accepted, so the app's hook only ever sees allowed, identified sockets (`socket.data.user`).
+ * Refusals arrive as `connect_error` with message `unauthenticated` or `forbidden`.
+ *
+ * Access is re-evaluated for every open socket when the directory changes, when this process ends a
+ * session, and once a second (sessions ended elsewhere, expiry), so a logout, revocation or
+ * demotion disconnects within about a second.
+ */
+export class Realtime {
+  readonly io: Server;
+  private readonly namespaces = new Map<string, { app: LoadedApp; nsp: Namespace }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly reader: SessionReader,
+    private readonly log: Logger,
+  ) {
+    this.io = new Server({
+      path: '/socket.io/',
+      serveClient: false,
+      // Other upgrade requests (upstream apps' websockets) are the portal's to route.
+      destroyUpgrade: false,
+      connectTimeout: 10_000,
+      maxHttpBufferSize: 1e6,
+    });
+    // The root namespace is not an app: nobody may use it.
+    this.io.of('/').use((_socket, next) => next(new Error('forbidden')));
+  }
+
+  attach(server: HttpServer): void {
+    this.io.attach(server);
+    this.timer = setInterval(() => {
+      this.recheckAll(true).catch((err: unknown) => this.log.warn({ err }, 'socket re-check failed'));
+    }, RECHECK_MS);
+    this.timer.unref();
+  }
+
+  mount(app: LoadedApp): void {
+    this.unmount(app.tier, app.name);
+    if (!app.realtime) return;
+    const nsp = this.io.of(app.prefix);
+    nsp.use((socket, next) => {
+      this.admit(socket, app).then(
+        (error) => next(error ? new Error(error) : undefined),
+        (err: unknown) => {
+          this.log.warn({ err, app: app.prefix }, 'socket handshake failed');
+          next(new Error('unauthenticated'));
+        },
+      );
+    });
+    try {
+      app.realtime(nsp);
+    } catch (err) {
+      this.log.error({ err, app: app.prefix }, 'the app’s realtime hook failed; its namespace refuses connections');
+      nsp.use((_socket, next) => next(new Error('unavailable')));
+    }
+    this.namespaces.set(app.prefix, { app, nsp });
+  }
+
+  /** Closes an app's namespace (app removed or replaced): its sockets are disconnected. */
+  unmount(tier: string, name: string): void {
+    const prefix = `/apps/${tier}/${name}`;
+    const entry = this.namespaces.get(prefix);
+    if (!entry) return;
+    this.namespaces.delete(prefix);
+    entry.nsp.disconnectSockets(true);
+    entry.nsp.removeAllListeners();
+    this.io._nsps.delete(prefix);
+  }
+
+  private async admit(socket: Socket, app: LoadedApp): Promise<string | undefined> {
+    const identity = await this.reader.read(socket.request);
+    if (!identity) return 'unauthenticated';
+    const decision = decide(identity.user, app);
+    if (!decision.allowed) return decision.status === 401 ? 'unauthenticated' : 'forbidden';
+    const data = socket.data as SocketData;
+    data.sessionId = identity.sessionId;
+    data.session = identity.session;
+    data.user = identity.user;
+    return undefined;
+  }
+
+  /** Disconnects every socket of these sessions (logout, revocation in this process). */
+  endSessions(ids: string[]): void {
+    const ended = new Set(ids);
+    for (const { nsp } of this.namespaces.values()) {
+      for (const socket of nsp.sockets.values()) {
+        if (ended.has((socket.data as SocketData).sessionId ?? '')) socket.disconnect(true);
+      }
+    }
+  }
+
+  /**
+   * Re-applies the gate to every open socket with the current directory; with `readSessions`, also
+   * confirms each session still exists and has not expired (one cached store read per session).
+   */
+  async recheckAll(readSessions = false): Promise<void> {
+    const checked = new Map<string, SessionIdentity | undefined>();
+    for (const { app, nsp } of this.namespaces.values()) {
+      for (const socket of nsp.sockets.values()) {
+        const data = socket.data as SocketData;
+        if (!data.sessionId || !data.session) {
+          socket.disconnect(true);
+          continue;
+        }
+        let identity: SessionIdentity | undefined;
+        if (readSessions) {
+          if (!checked.has(data.sessionId)) checked.set(data.sessionId, await this.reader.readById(data.sessionId));
+          identity = checked.get(data.sessionId);
+        } else {
+          const user = this.reader.userOf(data.session);
+          identity = user && { sessionId: data.sessionId, session: data.session, user };
+        }
+        if (!identity || !decide(identity.user, app).allowed) {
+          socket.disconnect(true);
+          continue;
+        }
+        data.user = identity.user;
+        data.session = identity.session;
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.io.disconnectSockets(true);
+    await new Promise<void>((resolve) => {
+      this.io.engine?.close();
+      resolve();
+    });
+  }
+}

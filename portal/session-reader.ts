@@ -1,0 +1,53 @@
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type Koa from 'koa';
+import type { AtriumUser } from '../lib/app-kit.ts';
+import type { SessionStore } from '../lib/sessions/store.ts';
+import type { PortalSession } from './context.ts';
+import { SESSION_COOKIE, SESSION_ID } from './middleware/session.ts';
+import { signedInSession, userFromSession, type UserResolver } from './middleware/user.ts';
+
+export interface SessionIdentity {
+  sessionId: string;
+  session: PortalSession;
+  user: AtriumUser;
+}
+
+/**
+ * Reads a session outside Koa's pipeline — socket.io handshakes and websocket upgrades — with
+ * exactly the cookie rules koa-session uses (same name, same signing keys, same expiry check).
+ */
+export class SessionReader {
+  constructor(
+    private readonly app: Koa<any, any>,
+    private readonly store: SessionStore,
+    private readonly resolver: UserResolver,
+  ) {}
+
+  sessionIdOf(req: IncomingMessage): string | undefined {
+    if (!req.headers.cookie) return undefined;
+    // A throwaway response: only the request's cookies are read, nothing is ever written to it.
+    const ctx = this.app.createContext(req, new ServerResponse(req));
+    const id = ctx.cookies.get(SESSION_COOKIE, { signed: true });
+    return id && SESSION_ID.test(id) ? id : undefined;
+  }
+
+  async read(req: IncomingMessage): Promise<SessionIdentity | undefined> {
+    const sessionId = this.sessionIdOf(req);
+    return sessionId === undefined ? undefined : this.readById(sessionId);
+  }
+
+  async readById(sessionId: string): Promise<SessionIdentity | undefined> {
+    const stored = await this.store.get(sessionId);
+    const data = stored?.data as (Record<string, unknown> & { _expire?: unknown }) | undefined;
+    if (!data || (typeof data._expire === 'number' && data._expire < Date.now())) return undefined;
+    const session = signedInSession(data);
+    if (!session) return undefined;
+    const user = userFromSession(session, this.resolver);
+    return user ? { sessionId, session, user } : undefined;
+  }
+
+  /** The user a known session stands for now (after a directory change), without a store read. */
+  userOf(session: PortalSession): AtriumUser | undefined {
+    return userFromSession(session, this.resolver);
+  }
+}

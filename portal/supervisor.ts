@@ -1,0 +1,106 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { Logger } from '../lib/log.ts';
+
+const MIN_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 30_000;
+const HEALTHY_AFTER_MS = 30_000;
+const STOP_GRACE_MS = 5_000;
+
+interface Supervised {
+  command: string;
+  cwd: string;
+  port: number;
+  child: ChildProcess | undefined;
+  backoff: number;
+  restartTimer: NodeJS.Timeout | undefined;
+  startedAt: number;
+  stopping: boolean;
+  restarts: number;
+}
+
+/**
+ * Runs the `command` of upstream apps: started with `PORT` set, in its own process group (so a
+ * shell's children go with it), restarted with exponential back-off when it dies, its output
+ * logged line by line under the app's name, and stopped (TERM, then KILL) when the app goes away or
+ * the portal stops.
+ */
+export class Supervisor {
+  private readonly processes = new Map<string, Supervised>();
+
+  constructor(private readonly log: Logger) {}
+
+  start(name: string, command: string, cwd: string, port: number): void {
+    const existing = this.processes.get(name);
+    if (existing && existing.command === command && existing.cwd === cwd && existing.port === port) return;
+    if (existing) void this.stop(name);
+    const entry: Supervised = { command, cwd, port, child: undefined, backoff: MIN_BACKOFF_MS, restartTimer: undefined, startedAt: 0, stopping: false, restarts: 0 };
+    this.processes.set(name, entry);
+    this.launch(name, entry);
+  }
+
+  /** The supervised process's pid (tests and the admin console). */
+  pid(name: string): number | undefined {
+    return this.processes.get(name)?.child?.pid;
+  }
+
+  restarts(name: string): number {
+    return this.processes.get(name)?.restarts ?? 0;
+  }
+
+  private launch(name: string, entry: Supervised): void {
+    const log = this.log.child({ app: name });
+    entry.startedAt = Date.now();
+    const child = spawn(entry.command, {
+      cwd: entry.cwd,
+      shell: true,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PORT: String(entry.port) },
+    });
+    entry.child = child;
+    log.info({ pid: child.pid, command: entry.command, port: entry.port }, 'app process started');
+    createInterface({ input: child.stdout! }).on('line', (line) => log.info({ stream: 'stdout' }, line));
+    createInterface({ input: child.stderr! }).on('line', (line) => log.warn({ stream: 'stderr' }, line));
+    child.on('error', (err) => log.error({ err }, 'app process could not start'));
+    child.on('exit', (code, signal) => {
+      if (entry.child === child) entry.child = undefined;
+      if (entry.stopping) return;
+      if (Date.now() - entry.startedAt > HEALTHY_AFTER_MS) entry.backoff = MIN_BACKOFF_MS;
+      log.warn({ code, signal, restartInMs: entry.backoff }, 'app process exited; restarting');
+      entry.restartTimer = setTimeout(() => {
+        entry.restarts += 1;
+        this.launch(name, entry);
+      }, entry.backoff);
+      entry.restartTimer.unref();
+      entry.backoff = Math.min(entry.backoff * 2, MAX_BACKOFF_MS);
+    });
+  }
+
+  async stop(name: string): Promise<void> {
+    const entry = this.processes.get(name);
+    if (!entry) return;
+    this.processes.delete(name);
+    entry.stopping = true;
+    clearTimeout(entry.restartTimer);
+    const child = entry.child;
+    if (!child || child.exitCode !== null || child.pid === undefined) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    killGroup(child.pid, 'SIGTERM');
+    const timer = setTimeout(() => killGroup(child.pid as number, 'SIGKILL'), STOP_GRACE_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.processes.keys()].map((name) => this.stop(name)));
+  }
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
