@@ -6,7 +6,6 @@ import type { AtriumUser } from '../lib/app-kit.ts';
 import { UpstreamError } from '../lib/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { AssertionSigner } from './assertions.ts';
-import { SESSION_COOKIE } from './middleware/session.ts';
 
 /** What the proxy needs to know about an upstream app. */
 export interface UpstreamTarget {
@@ -104,12 +103,15 @@ export function identityHeaders(user: AtriumUser): Record<string, string> {
   };
 }
 
+/** Every portal cookie (session, login transactions, the embedded provider's) is named `atrium.…`. */
+const PORTAL_COOKIE = /^atrium[.=]/;
+
 function stripPortalCookies(headers: IncomingHttpHeaders): void {
   if (!headers.cookie) return;
   const kept = headers.cookie
     .split(';')
     .map((c) => c.trim())
-    .filter((c) => c && !c.startsWith(`${SESSION_COOKIE}=`) && !c.startsWith(`${SESSION_COOKIE}.sig=`));
+    .filter((c) => c && !PORTAL_COOKIE.test(c));
   if (kept.length > 0) headers.cookie = kept.join('; ');
   else delete headers.cookie;
 }

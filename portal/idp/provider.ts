@@ -67,6 +67,8 @@ export async function createEmbeddedProvider(deps: {
     // The portal's cookies and the provider's are read through the same Koa context: same keys.
     cookies: {
       keys: sessionKeys,
+      // Named under `atrium.` so the proxy can keep every portal cookie away from upstream apps.
+      names: { session: 'atrium.idp', interaction: 'atrium.idp.interaction', resume: 'atrium.idp.resume' },
       long: { signed: true, httpOnly: true, sameSite: 'lax', secure: config.secureCookies },
       short: { signed: true, httpOnly: true, sameSite: 'lax', secure: config.secureCookies },
     },

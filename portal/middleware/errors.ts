@@ -27,7 +27,8 @@ export function errorHandler(views: Views, log: Logger): PortalMiddleware {
       if (ctx.status === 404 && ctx.body == null && !ctx.headerSent) throw new NotFoundError();
     } catch (caught) {
       const err = normalise(caught);
-      if (err.status >= 500) log.error({ err: caught, method: ctx.method, path: ctx.path }, 'request failed');
+      if (err.status === 500) log.error({ err: caught, method: ctx.method, url: ctx.originalUrl }, 'request failed');
+      else if (err.status > 500) log.warn({ err: err.message, code: err.code, method: ctx.method, url: ctx.originalUrl }, 'dependency failed');
       if (ctx.headerSent || !ctx.writable) return;
       const headers = (caught as { headers?: Record<string, string> }).headers;
       // Keep cookies being cleared (e.g. a bad session) but nothing else the failed handler set.
