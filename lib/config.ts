@@ -51,7 +51,10 @@ const rawSchema = z.object({
   DATABASE_URL: optionalString,
   REDIS_URL: optionalString,
   SESSION_SECRET: optionalString,
-  SESSION_MAX_AGE: durationSeconds(12 * 60 * 60),
+  SESSION_IDLE_TIMEOUT: durationSeconds(2 * 60 * 60),
+  SESSION_MAX_LIFETIME: durationSeconds(12 * 60 * 60),
+  IDP_ACCESS_TOKEN_TTL: durationSeconds(10 * 60),
+  OIDC_LOGOUT_URL: optionalString,
   OIDC_ISSUER: optionalString,
   OIDC_CLIENT_ID: optionalString,
   OIDC_CLIENT_SECRET: optionalString,
@@ -80,7 +83,12 @@ export interface Config {
   redisUrl: string | undefined;
   /** Cookie signing keys, newest first; undefined in development means "generate and keep one". */
   sessionKeys: string[] | undefined;
-  sessionMaxAgeSeconds: number;
+  /** A session unused this long ends (rolling). */
+  sessionIdleSeconds: number;
+  /** A session ends this long after sign-in, however active. */
+  sessionLifetimeSeconds: number;
+  /** Access-token lifetime of the embedded provider (short: the portal refreshes silently). */
+  idpAccessTokenTtlSeconds: number;
   oidc: {
     /** undefined: the embedded provider at `/idp`. */
     issuer: URL | undefined;
@@ -89,6 +97,11 @@ export interface Config {
     audience: string | undefined;
     scope: string;
     accessClaim: string;
+    /**
+     * Where to send the browser to sign out at a provider that does not advertise an
+     * end_session_endpoint (Auth0's /v2/logout); `{returnTo}` and `{clientId}` are filled in.
+     */
+    logoutUrl: string | undefined;
   };
   /** HMAC key for `POST /hooks/idp`; undefined: the webhook is off (404). */
   hookSecret: string | undefined;
@@ -202,6 +215,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const scope = raw.OIDC_SCOPE ?? DEFAULT_SCOPE;
   if (!scope.split(/\s+/).includes('openid')) problems.push(`OIDC_SCOPE: must include "openid", got "${scope}"`);
 
+  if (raw.SESSION_IDLE_TIMEOUT > raw.SESSION_MAX_LIFETIME) {
+    problems.push(`SESSION_IDLE_TIMEOUT (${raw.SESSION_IDLE_TIMEOUT}s) is longer than SESSION_MAX_LIFETIME (${raw.SESSION_MAX_LIFETIME}s); make it shorter`);
+  }
+  if (raw.OIDC_LOGOUT_URL !== undefined) parseUrl('OIDC_LOGOUT_URL', raw.OIDC_LOGOUT_URL.replace(/\{(returnTo|clientId)\}/g, 'x'), problems);
   if (raw.IDP_HOOK_SECRET !== undefined && raw.IDP_HOOK_SECRET.length < 32) {
     problems.push('IDP_HOOK_SECRET: use at least 32 random characters (openssl rand -hex 32)');
   }
@@ -219,7 +236,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     database,
     redisUrl: raw.REDIS_URL,
     sessionKeys,
-    sessionMaxAgeSeconds: raw.SESSION_MAX_AGE,
+    sessionIdleSeconds: raw.SESSION_IDLE_TIMEOUT,
+    sessionLifetimeSeconds: raw.SESSION_MAX_LIFETIME,
+    idpAccessTokenTtlSeconds: raw.IDP_ACCESS_TOKEN_TTL,
     oidc: {
       issuer,
       clientId: raw.OIDC_CLIENT_ID ?? EMBEDDED_CLIENT_ID,
@@ -227,6 +246,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       audience: raw.OIDC_AUDIENCE,
       scope,
       accessClaim: raw.ACCESS_CLAIM ?? 'scope',
+      logoutUrl: raw.OIDC_LOGOUT_URL,
     },
     hookSecret: raw.IDP_HOOK_SECRET,
     logLevel: raw.LOG_LEVEL,

@@ -1,6 +1,7 @@
 import type { Migration } from 'kysely';
 import * as initial from './20261123T120000_initial.ts';
 import * as directoryAdmin from './20261123T130000_directory_admin.ts';
+import * as sessionIdpSid from './20261123T140000_session_idp_sid.ts';
 
 /**
  * Every migration, by name, in the order they apply. Listed explicitly rather than read from the
@@ -9,4 +10,5 @@ import * as directoryAdmin from './20261123T130000_directory_admin.ts';
 export const migrations: Record<string, Migration> = {
   '20261123T120000_initial': initial,
   '20261123T130000_directory_admin': directoryAdmin,
+  '20261123T140000_session_idp_sid': sessionIdpSid,
 };

@@ -14,6 +14,7 @@ import { UserDirectory } from '../lib/directory/users.ts';
 import { ACCESS_SCOPES } from '../lib/levels.ts';
 import type { Logger } from '../lib/log.ts';
 import { RelyingParty } from '../lib/oidc/relying-party.ts';
+import { localKeys, remoteKeys, TokenVerifier } from '../lib/oidc/token-verifier.ts';
 import { ProfileCache } from '../lib/profile/cache.ts';
 import { ProfileFields } from '../lib/profile/fields.ts';
 import { ProfileService } from '../lib/profile/service.ts';
@@ -35,7 +36,11 @@ import { AppTable, dispatch } from './dispatch.ts';
 import { forgetAccount, sweepOidcPayloads } from '../lib/db/oidc-payloads.ts';
 import { interactionRoutes } from './idp/interactions.ts';
 import { createEmbeddedProvider, EMBEDDED_PREFIX, type EmbeddedProvider } from './idp/provider.ts';
+import { bearerAuthenticator } from './middleware/bearer.ts';
 import { errorHandler } from './middleware/errors.ts';
+import { sessionLifecycle } from './middleware/lifecycle.ts';
+import { backchannelRoutes } from './routes/backchannel.ts';
+import { TokenRefresher } from './token-refresher.ts';
 import { hardening } from './middleware/hardening.ts';
 import { sessionMiddleware } from './middleware/session.ts';
 import { userMiddleware } from './middleware/user.ts';
@@ -64,6 +69,7 @@ export interface Portal {
   watcher: DirectoryWatcher;
   realtime: Realtime;
   supervisor: Supervisor;
+  refresher: TokenRefresher;
   assertions: AssertionSigner;
   embedded: EmbeddedProvider | undefined;
   seededDemo: boolean;
@@ -115,7 +121,8 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   app.silent = true;
 
   // Apps: in-process ones, upstream ones behind the proxy, their sockets, kept live from APPS_DIR.
-  const reader = new SessionReader(app, sessions, resolver);
+  const limits = { idleMs: config.sessionIdleSeconds * 1000, lifetimeMs: config.sessionLifetimeSeconds * 1000 };
+  const reader = new SessionReader(app, sessions, resolver, limits);
   const realtime = new Realtime(reader, log);
   const assertions = await AssertionSigner.load(database, origin);
   const proxy = new UpstreamProxy(assertions, config.publicUrl, log);
@@ -139,7 +146,21 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     scope: embedded ? `${config.oidc.scope} ${ACCESS_SCOPES.join(' ')}` : config.oidc.scope,
     audience: embedded ? undefined : config.oidc.audience,
     accessClaim: config.oidc.accessClaim,
+    logoutUrl: config.oidc.logoutUrl,
   });
+  // The provider's JWTs (bearer tokens, logout tokens): the embedded provider's keys are local; an
+  // external provider's come from its JWKS, cached and refetched when it rotates keys.
+  let remote: ReturnType<typeof remoteKeys> | undefined;
+  const verifier = new TokenVerifier({
+    issuer: async () => (await rp.provider()).issuer,
+    keys: async () => {
+      if (embedded) return localKeys(embedded.publicJwks);
+      remote ??= remoteKeys((await rp.provider()).jwksUri ?? '');
+      return remote;
+    },
+  });
+  const refresher = new TokenRefresher(rp);
+  const tokenGrantsLevel = !embedded;
 
   // The request pipeline, top to bottom.
   app.use(errorHandler(views, log));
@@ -150,14 +171,16 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   if (config.hookSecret) {
     app.use(hookRoutes({ secret: config.hookSecret, database, users, admin, audit, log, afterChange: () => watcher.refresh() }).routes());
   }
+  app.use(backchannelRoutes({ verifier, clientId: () => rp.clientId, sessions, log }).routes());
   if (embedded) {
     app.use(interactionRoutes({ provider: embedded.provider, users, views, config, demo: config.env !== 'production' }).routes());
     app.use(mount(EMBEDDED_PREFIX, embedded.provider));
   }
-  app.use(sessionMiddleware(app, sessions, { maxAgeMs: config.sessionMaxAgeSeconds * 1000, secure: config.secureCookies }));
-  app.use(userMiddleware(resolver));
+  app.use(sessionMiddleware(app, sessions, { maxAgeMs: limits.lifetimeMs, secure: config.secureCookies }));
+  app.use(sessionLifecycle({ limits, refresher, accessClaim: config.oidc.accessClaim, tokenGrantsLevel, log }));
+  app.use(userMiddleware(resolver, bearerAuthenticator({ verifier, access, audience: embedded?.audience ?? config.oidc.audience, accessClaim: config.oidc.accessClaim })));
   app.use(dispatch(apps, childServices(profiles)));
-  app.use(authRoutes({ rp, users, log, publicOrigin: origin, secureCookies: config.secureCookies, tokenGrantsLevel: !embedded, onLogin: (id, profile) => profileCache.set(id, profile) }).routes());
+  app.use(authRoutes({ rp, users, log, publicOrigin: origin, secureCookies: config.secureCookies, tokenGrantsLevel, onLogin: (id, profile) => profileCache.set(id, profile) }).routes());
   app.use(pageRoutes({ apps, views, requests }).routes());
   app.use(profileRoutes({ profiles, requests, views, publicOrigin: origin }).routes());
   app.use(adminRoutes({ admin, users, groups, access, audit, requests, profiles, sessions, registry, views, publicOrigin: origin }).routes());
@@ -188,6 +211,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     realtime,
     supervisor,
     assertions,
+    refresher,
     embedded,
     seededDemo,
     attach(server) {

@@ -17,10 +17,15 @@ export interface PortalSession {
     refresh: string | undefined;
     id: string | undefined;
     expiresAt: number | undefined;
+    issuedAt?: number;
   };
+  /** The provider's session id (ID token `sid`), for back-channel logout. */
+  idpSid?: string;
   /** Per-session token for the portal's own forms (logout, profile, admin). */
   csrf: string;
   authAt: number;
+  /** Last use, written back at most every touch interval (idle timeout). */
+  seenAt?: number;
 }
 
 export interface PortalState {

@@ -1,6 +1,7 @@
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type Koa from 'koa';
 import type { AtriumUser } from '../lib/app-kit.ts';
+import { sessionEnded, type SessionLimits } from '../lib/sessions/lifetime.ts';
 import type { SessionStore } from '../lib/sessions/store.ts';
 import type { PortalSession } from './context.ts';
 import { SESSION_COOKIE, SESSION_ID } from './middleware/session.ts';
@@ -21,6 +22,7 @@ export class SessionReader {
     private readonly app: Koa<any, any>,
     private readonly store: SessionStore,
     private readonly resolver: UserResolver,
+    private readonly limits: SessionLimits,
   ) {}
 
   sessionIdOf(req: IncomingMessage): string | undefined {
@@ -41,7 +43,7 @@ export class SessionReader {
     const data = stored?.data as (Record<string, unknown> & { _expire?: unknown }) | undefined;
     if (!data || (typeof data._expire === 'number' && data._expire < Date.now())) return undefined;
     const session = signedInSession(data);
-    if (!session) return undefined;
+    if (!session || sessionEnded(session, this.limits)) return undefined;
     const user = userFromSession(session, this.resolver);
     return user ? { sessionId, session, user } : undefined;
   }

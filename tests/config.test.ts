@@ -82,7 +82,10 @@ describe('configuration', () => {
   it('rejects nonsense numbers', () => {
     expect(problems({ PORT: '70000' })[0]).toContain('PORT');
     expect(problems({ PORT: '-1' })[0]).toContain('PORT');
-    expect(problems({ SESSION_MAX_AGE: '0' })[0]).toContain('SESSION_MAX_AGE');
-    expect(problems({ SESSION_MAX_AGE: '1.5' })[0]).toContain('SESSION_MAX_AGE');
+    expect(problems({ SESSION_MAX_LIFETIME: '0' })[0]).toContain('SESSION_MAX_LIFETIME');
+    expect(problems({ SESSION_IDLE_TIMEOUT: '1.5' })[0]).toContain('SESSION_IDLE_TIMEOUT');
+    expect(problems({ SESSION_IDLE_TIMEOUT: '7200', SESSION_MAX_LIFETIME: '60' })[0]).toContain('longer than SESSION_MAX_LIFETIME');
+    expect(problems({ IDP_ACCESS_TOKEN_TTL: 'soon' })[0]).toContain('IDP_ACCESS_TOKEN_TTL');
+    expect(problems({ OIDC_LOGOUT_URL: 'javascript:alert(1)' })[0]).toContain('OIDC_LOGOUT_URL');
   });
 });

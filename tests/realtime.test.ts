@@ -113,7 +113,7 @@ describe('hostile handshakes', () => {
     const endedSid = ended.cookie('atrium.sid')!.value;
     const row = await portal.portal.database.db.selectFrom('sessions').select('data').where('id', '=', endedSid).executeTakeFirstOrThrow();
     const data = { ...JSON.parse(row.data), _expire: Date.now() - 1000 };
-    await portal.portal.sessions.set(endedSid, data, 60_000, data.sub);
+    await portal.portal.sessions.set(endedSid, data, 60_000, { subject: data.sub });
     expect(await connect(portal.origin, NAMESPACES.stable, cookieHeader(ended))).toEqual({ ok: false, message: 'unauthenticated' });
   });
 

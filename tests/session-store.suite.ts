@@ -11,7 +11,7 @@ export function sessionStoreContract(name: string, makeStore: () => SessionStore
   it('returns what was set, and nothing for an unknown id', async () => {
     const store = makeStore();
     const key = id('a');
-    await store.set(key, { sub: 'u1', nested: { a: [1, 2] }, text: 'ünïcødé 🚀' }, 60_000, 'u1');
+    await store.set(key, { sub: 'u1', nested: { a: [1, 2] }, text: 'ünïcødé 🚀' }, 60_000, { subject: 'u1' });
     expect((await store.get(key))?.data).toEqual({ sub: 'u1', nested: { a: [1, 2] }, text: 'ünïcødé 🚀' });
     const expiresAt = (await store.get(key))!.expiresAt;
     expect(expiresAt).toBeGreaterThan(Date.now() + 50_000);
@@ -22,8 +22,10 @@ export function sessionStoreContract(name: string, makeStore: () => SessionStore
   it('replaces a session on a second set', async () => {
     const store = makeStore();
     const key = id('b');
-    await store.set(key, { v: 1 }, 60_000, null);
-    await store.set(key, { v: 2 }, 60_000, 'u2');
+    const sid = id('sid');
+    await store.set(key, { v: 1 }, 60_000, { subject: null });
+    await store.set(key, { v: 2 }, 60_000, { subject: 'u2', idpSid: sid });
+    expect(await store.idsByIdpSession(sid)).toEqual([key]);
     expect((await store.get(key))?.data).toEqual({ v: 2 });
     expect(await store.idsBySubject('u2')).toContain(key);
   });
@@ -31,7 +33,7 @@ export function sessionStoreContract(name: string, makeStore: () => SessionStore
   it('forgets a destroyed session', async () => {
     const store = makeStore();
     const key = id('c');
-    await store.set(key, { v: 1 }, 60_000, null);
+    await store.set(key, { v: 1 }, 60_000, { subject: null });
     await store.destroy(key);
     expect(await store.get(key)).toBeUndefined();
     await store.destroy(key); // destroying twice is fine
@@ -40,9 +42,11 @@ export function sessionStoreContract(name: string, makeStore: () => SessionStore
   it('expires sessions and sweeps them', async () => {
     const store = makeStore();
     const key = id('d');
-    await store.set(key, { v: 1 }, 50, null);
+    const sid = id('sid');
+    await store.set(key, { v: 1 }, 50, { subject: null, idpSid: sid });
     await new Promise((r) => setTimeout(r, 120));
     expect(await store.get(key)).toBeUndefined();
+    expect(await store.idsByIdpSession(sid)).toEqual([]);
     await store.sweep();
     expect(await store.get(key)).toBeUndefined();
   });
@@ -52,8 +56,8 @@ export function sessionStoreContract(name: string, makeStore: () => SessionStore
     const subject = `user-${Math.random()}`;
     const mine = [id('e1'), id('e2')];
     const other = id('e3');
-    for (const key of mine) await store.set(key, { sub: subject }, 60_000, subject);
-    await store.set(other, { sub: 'someone-else' }, 60_000, 'someone-else');
+    for (const key of mine) await store.set(key, { sub: subject }, 60_000, { subject });
+    await store.set(other, { sub: 'someone-else' }, 60_000, { subject: 'someone-else' });
     expect((await store.idsBySubject(subject)).sort()).toEqual([...mine].sort());
     expect(await store.destroyBySubject(subject)).toBe(2);
     for (const key of mine) expect(await store.get(key)).toBeUndefined();
@@ -63,7 +67,7 @@ export function sessionStoreContract(name: string, makeStore: () => SessionStore
   it('keeps concurrent writers to different sessions apart', async () => {
     const store = makeStore();
     const keys = Array.from({ length: 20 }, (_, i) => id(`f${i}`));
-    await Promise.all(keys.map((key, i) => store.set(key, { i }, 60_000, null)));
+    await Promise.all(keys.map((key, i) => store.set(key, { i }, 60_000, { subject: null })));
     const values = (await Promise.all(keys.map((key) => store.get(key)))).map((s) => s?.data);
     expect(values).toEqual(keys.map((_, i) => ({ i })));
   });

@@ -28,7 +28,7 @@ for (const dialect of DIALECTS) {
       const sql = new SqlSessionStore(database);
       const cached = new CachedSessionStore(sql, 100);
       const key = 'k'.repeat(43);
-      await cached.set(key, { v: 1 }, 60_000, 'x');
+      await cached.set(key, { v: 1 }, 60_000, { subject: 'x' });
       expect((await cached.get(key))?.data).toEqual({ v: 1 });
       await sql.destroy(key); // as the admin CLI would, from another process
       await new Promise((r) => setTimeout(r, 150));

@@ -33,3 +33,48 @@ export async function forgetAccount(database: Database, sub: string): Promise<nu
   }
   return forgotten;
 }
+
+export interface MachineClient {
+  clientId: string;
+  name: string;
+  scope: string;
+}
+
+/**
+ * Registers a machine client of the embedded provider (client-credentials grant). The provider finds
+ * clients it was not configured with through its adapter, model `Client`, so the record lives with
+ * the provider's other data. The secret is returned once and stored as the provider needs it.
+ */
+export async function registerMachineClient(database: Database, input: { name: string; scope: string }): Promise<MachineClient & { clientSecret: string }> {
+  const { randomBytes } = await import('node:crypto');
+  const clientId = `m2m-${input.name}-${randomBytes(4).toString('hex')}`;
+  const clientSecret = randomBytes(32).toString('base64url');
+  const payload = {
+    client_id: clientId,
+    client_secret: clientSecret,
+    client_name: input.name,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+    scope: input.scope,
+  };
+  await database.db
+    .insertInto('oidc_payloads')
+    .values({ model: 'Client', id: clientId, payload: JSON.stringify(payload), grant_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null })
+    .execute();
+  return { clientId, clientSecret, name: input.name, scope: input.scope };
+}
+
+export async function listMachineClients(database: Database): Promise<MachineClient[]> {
+  const rows = await database.db.selectFrom('oidc_payloads').select(['id', 'payload']).where('model', '=', 'Client').orderBy('id').execute();
+  return rows.map((r) => {
+    const p = JSON.parse(r.payload) as { client_name?: string; scope?: string };
+    return { clientId: r.id, name: p.client_name ?? r.id, scope: p.scope ?? '' };
+  });
+}
+
+export async function removeMachineClient(database: Database, clientId: string): Promise<boolean> {
+  const result = await database.db.deleteFrom('oidc_payloads').where('model', '=', 'Client').where('id', '=', clientId).executeTakeFirst();
+  return Number(result.numDeletedRows) > 0;
+}

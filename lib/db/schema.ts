@@ -43,6 +43,7 @@ export interface GroupMembersTable {
 export interface SessionsTable {
   id: string;
   user_sub: string | null;
+  idp_sid: ColumnType<string | null, string | null | undefined, string | null>;
   data: string;
   expires_at: number;
 }

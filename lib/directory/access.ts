@@ -25,6 +25,8 @@ export class AccessIndex {
   private groups = new Map<number, GroupNode>();
   private membership = new Map<number, number[]>();
   private disabled = new Set<number>();
+  /** Subject → user id, for users the directory says something about (members, disabled). */
+  private idBySub = new Map<string, number>();
   private ancestorsMemo = new Map<number, number[]>();
   private grantMemo = new Map<number, DirectoryGrant>();
 
@@ -40,8 +42,13 @@ export class AccessIndex {
       db.selectFrom('groups').select(['id', 'name', 'level']).execute(),
       db.selectFrom('group_nesting').select(['parent_id', 'child_id']).execute(),
       db.selectFrom('group_members').select(['group_id', 'user_id']).execute(),
-      db.selectFrom('users').select('id').where('disabled_at', 'is not', null).execute(),
+      db.selectFrom('users').select(['id', 'sub']).where('disabled_at', 'is not', null).execute(),
     ]);
+    const memberSubs = await db
+      .selectFrom('users')
+      .select(['id', 'sub'])
+      .where('id', 'in', db.selectFrom('group_members').select('user_id'))
+      .execute();
     const groups = new Map<number, GroupNode>();
     for (const g of groupRows) {
       groups.set(Number(g.id), { id: Number(g.id), name: g.name, level: isLevel(g.level) ? g.level : null, parents: [] });
@@ -57,6 +64,7 @@ export class AccessIndex {
     this.groups = groups;
     this.membership = membership;
     this.disabled = new Set(disabledRows.map((r) => Number(r.id)));
+    this.idBySub = new Map([...memberSubs, ...disabledRows].map((r) => [r.sub, Number(r.id)]));
     this.ancestorsMemo = new Map();
     this.grantMemo = new Map();
   }
@@ -76,6 +84,11 @@ export class AccessIndex {
     const list = [...seen];
     this.ancestorsMemo.set(groupId, list);
     return list;
+  }
+
+  /** The directory id of a subject the directory knows something about (bearer tokens). */
+  userIdOf(sub: string): number | undefined {
+    return this.idBySub.get(sub);
   }
 
   /** Disabled accounts: their sessions stop working at the next request. */

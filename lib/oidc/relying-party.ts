@@ -11,6 +11,7 @@ export interface LoginTransaction {
 }
 
 export interface TokenSet {
+  issuedAt: number;
   accessToken: string;
   refreshToken: string | undefined;
   idToken: string | undefined;
@@ -31,6 +32,8 @@ export interface RelyingPartyOptions {
   accessClaim: string;
   /** Extra authorization parameters (e.g. `resource` for the embedded provider). */
   extraAuthParams?: Record<string, string>;
+  /** Logout URL template for providers without an end_session_endpoint (`{returnTo}`, `{clientId}`). */
+  logoutUrl?: string;
 }
 
 /**
@@ -117,19 +120,60 @@ export class RelyingParty {
     return toTokenSet(response);
   }
 
+  /**
+   * Where the browser goes to end its session at the provider: the advertised end_session_endpoint
+   * with `id_token_hint`, else the configured template (Auth0's /v2/logout), else nowhere.
+   */
   async endSessionUrl(idToken: string | undefined, postLogoutRedirectUri: string): Promise<URL | undefined> {
     const config = await this.config();
-    if (!config.serverMetadata().end_session_endpoint) return undefined;
-    return client.buildEndSessionUrl(config, {
-      post_logout_redirect_uri: postLogoutRedirectUri,
-      ...(idToken ? { id_token_hint: idToken } : {}),
-    });
+    if (config.serverMetadata().end_session_endpoint) {
+      return client.buildEndSessionUrl(config, {
+        post_logout_redirect_uri: postLogoutRedirectUri,
+        client_id: this.options.clientId,
+        ...(idToken ? { id_token_hint: idToken } : {}),
+      });
+    }
+    if (this.options.logoutUrl) {
+      return new URL(
+        this.options.logoutUrl
+          .replaceAll('{returnTo}', encodeURIComponent(postLogoutRedirectUri))
+          .replaceAll('{clientId}', encodeURIComponent(this.options.clientId)),
+      );
+    }
+    return undefined;
+  }
+
+  /**
+   * Trades the refresh token for new tokens. A refusal by the provider (revoked, expired, reused)
+   * is a 401: the session is over. Anything else (provider down) is a 502: the session may live on.
+   */
+  async refresh(refreshToken: string): Promise<TokenSet> {
+    const config = await this.config();
+    try {
+      return toTokenSet(await client.refreshTokenGrant(config, refreshToken));
+    } catch (err) {
+      if (err instanceof client.ResponseBodyError || err instanceof client.ClientError) {
+        throw new UnauthenticatedError('Your session has ended; please sign in again.', { cause: err, code: 'session_expired' });
+      }
+      throw new UpstreamError('The identity provider did not answer the token refresh.', { cause: err, code: 'idp_error' });
+    }
+  }
+
+  /** The provider's issuer identifier and JWKS location, from discovery. */
+  async provider(): Promise<{ issuer: string; jwksUri: string | undefined }> {
+    const metadata = (await this.config()).serverMetadata();
+    return { issuer: metadata.issuer, jwksUri: metadata.jwks_uri };
+  }
+
+  get clientId(): string {
+    return this.options.clientId;
   }
 }
 
 function toTokenSet(response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers): TokenSet {
   const expiresIn = response.expiresIn();
   return {
+    issuedAt: Date.now(),
     accessToken: response.access_token,
     refreshToken: response.refresh_token,
     idToken: response.id_token,

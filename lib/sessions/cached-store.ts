@@ -1,4 +1,4 @@
-import type { SessionData, SessionStore, StoredSession } from './store.ts';
+import type { SessionData, SessionIndex, SessionStore, StoredSession } from './store.ts';
 
 interface Entry {
   session: StoredSession | undefined;
@@ -31,8 +31,8 @@ export class CachedSessionStore implements SessionStore {
     return session;
   }
 
-  async set(id: string, data: SessionData, ttlMs: number, subject: string | null): Promise<void> {
-    await this.inner.set(id, data, ttlMs, subject);
+  async set(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<void> {
+    await this.inner.set(id, data, ttlMs, index);
     const now = Date.now();
     this.remember(id, { data, expiresAt: now + ttlMs }, now);
   }
@@ -64,6 +64,10 @@ export class CachedSessionStore implements SessionStore {
 
   idsBySubject(subject: string): Promise<string[]> {
     return this.inner.idsBySubject(subject);
+  }
+
+  idsByIdpSession(idpSid: string): Promise<string[]> {
+    return this.inner.idsByIdpSession(idpSid);
   }
 
   /** Forgets one cached entry (another instance changed it). */

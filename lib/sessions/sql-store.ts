@@ -1,5 +1,5 @@
 import type { Database } from '../db/schema.ts';
-import type { SessionData, SessionStore, StoredSession } from './store.ts';
+import type { SessionData, SessionIndex, SessionStore, StoredSession } from './store.ts';
 
 /** Sessions in the portal's SQL database (`sessions` table), swept periodically by the portal. */
 export class SqlSessionStore implements SessionStore {
@@ -23,16 +23,11 @@ export class SqlSessionStore implements SessionStore {
     }
   }
 
-  async set(id: string, data: SessionData, ttlMs: number, subject: string | null): Promise<void> {
-    const values = { id, user_sub: subject, data: JSON.stringify(data), expires_at: Date.now() + ttlMs };
-    const insert = this.db.insertInto('sessions').values(values);
-    if (this.database.dialect === 'mysql') {
-      await insert.onDuplicateKeyUpdate({ user_sub: values.user_sub, data: values.data, expires_at: values.expires_at }).execute();
-    } else {
-      await insert
-        .onConflict((oc) => oc.column('id').doUpdateSet({ user_sub: values.user_sub, data: values.data, expires_at: values.expires_at }))
-        .execute();
-    }
+  async set(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<void> {
+    const update = { user_sub: index.subject, idp_sid: index.idpSid ?? null, data: JSON.stringify(data), expires_at: Date.now() + ttlMs };
+    const insert = this.db.insertInto('sessions').values({ id, ...update });
+    if (this.database.dialect === 'mysql') await insert.onDuplicateKeyUpdate(update).execute();
+    else await insert.onConflict((oc) => oc.column('id').doUpdateSet(update)).execute();
   }
 
   async destroy(id: string): Promise<void> {
@@ -49,6 +44,16 @@ export class SqlSessionStore implements SessionStore {
       .selectFrom('sessions')
       .select('id')
       .where('user_sub', '=', subject)
+      .where('expires_at', '>', Date.now())
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  async idsByIdpSession(idpSid: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('sessions')
+      .select('id')
+      .where('idp_sid', '=', idpSid)
       .where('expires_at', '>', Date.now())
       .execute();
     return rows.map((r) => r.id);

@@ -4,6 +4,11 @@
  */
 export type SessionData = Record<string, unknown>;
 
+export interface SessionIndex {
+  subject: string | null;
+  idpSid?: string | null;
+}
+
 export interface StoredSession {
   data: SessionData;
   /** Epoch ms after which the session no longer exists. */
@@ -13,13 +18,18 @@ export interface StoredSession {
 export interface SessionStore {
   /** The session, or undefined when it does not exist or has expired. */
   get(id: string): Promise<StoredSession | undefined>;
-  /** Creates or replaces a session that expires `ttlMs` from now; `subject` indexes it by user. */
-  set(id: string, data: SessionData, ttlMs: number, subject: string | null): Promise<void>;
+  /**
+   * Creates or replaces a session that expires `ttlMs` from now, indexed by user (`subject`) and by
+   * the provider's session id (`idpSid`, for back-channel logout).
+   */
+  set(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<void>;
   destroy(id: string): Promise<void>;
   /** Ends every session of one user (logout everywhere, a disabled account); returns how many. */
   destroyBySubject(subject: string): Promise<number>;
   /** Ids of one user's live sessions. */
   idsBySubject(subject: string): Promise<string[]>;
+  /** Ids of the live sessions that began with one provider session. */
+  idsByIdpSession(idpSid: string): Promise<string[]>;
   /** Removes expired sessions; returns how many. Backends that expire by themselves return 0. */
   sweep(now?: number): Promise<number>;
 }

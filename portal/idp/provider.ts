@@ -6,6 +6,7 @@ import type { AccessIndex } from '../../lib/directory/access.ts';
 import type { UserDirectory } from '../../lib/directory/users.ts';
 import type { Logger } from '../../lib/log.ts';
 import { ACCESS_SCOPES, scopesForLevel } from '../../lib/levels.ts';
+import type { JWK } from 'jose';
 import type { Views } from '../views.ts';
 import { sqlAdapter } from './adapter.ts';
 import { loadSigningKeys } from './keys.ts';
@@ -20,6 +21,8 @@ export interface EmbeddedProvider {
   client: { id: string; secret: string };
   /** The API audience (resource indicator) its access tokens are minted for. */
   audience: string;
+  /** The public half of the signing keys, for verifying its tokens without a network call. */
+  publicJwks: { keys: JWK[] };
 }
 
 /**
@@ -50,9 +53,11 @@ export async function createEmbeddedProvider(deps: {
   const audience = config.oidc.audience ?? origin;
   const client = { id: config.oidc.clientId, secret: firstPartySecret(sessionKeys) };
 
+  const jwks = await loadSigningKeys(database);
+  const publicJwks = { keys: jwks.keys.map(({ d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub }) => pub) };
   const configuration: Configuration = {
     adapter: sqlAdapter(database),
-    jwks: await loadSigningKeys(database),
+    jwks,
     clients: [
       {
         client_id: client.id,
@@ -62,6 +67,8 @@ export async function createEmbeddedProvider(deps: {
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
         token_endpoint_auth_method: 'client_secret_basic',
+        backchannel_logout_uri: `${origin}/auth/backchannel-logout`,
+        backchannel_logout_session_required: true,
       },
     ],
     // The portal's cookies and the provider's are read through the same Koa context: same keys.
@@ -100,6 +107,10 @@ export async function createEmbeddedProvider(deps: {
     features: {
       devInteractions: { enabled: false },
       revocation: { enabled: true },
+      // Logout at the provider reaches every client's sessions, the portal's included.
+      backchannelLogout: { enabled: true },
+      // Machine clients (npm run atrium -- clients add) get tokens without a user.
+      clientCredentials: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,
         async logoutSource(ctx, form) {
@@ -121,7 +132,7 @@ export async function createEmbeddedProvider(deps: {
             scope: ACCESS_SCOPES.join(' '),
             audience,
             accessTokenFormat: 'jwt',
-            accessTokenTTL: 10 * 60,
+            accessTokenTTL: config.idpAccessTokenTtlSeconds,
             jwt: { sign: { alg: 'RS256' } },
           };
         },
@@ -166,7 +177,8 @@ export async function createEmbeddedProvider(deps: {
       });
     },
     ttl: {
-      AccessToken: 10 * 60,
+      AccessToken: config.idpAccessTokenTtlSeconds,
+      ClientCredentials: config.idpAccessTokenTtlSeconds,
       AuthorizationCode: 60,
       IdToken: 60 * 60,
       Interaction: 60 * 60,
@@ -180,5 +192,5 @@ export async function createEmbeddedProvider(deps: {
   provider.proxy = config.secureCookies;
   // The provider renders its own errors; make sure the server-side ones reach the log too.
   provider.on('server_error', (_ctx, err) => log.error({ err }, 'embedded provider error'));
-  return { provider, issuer, client, audience };
+  return { provider, issuer, client, audience, publicJwks };
 }

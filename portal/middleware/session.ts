@@ -31,8 +31,10 @@ export function sessionMiddleware(app: Koa<any, any>, store: SessionStore, optio
           return SESSION_ID.test(key) ? (await store.get(key))?.data : undefined;
         },
         async set(key: string, sess: Record<string, unknown>, maxAge: number) {
-          const subject = typeof sess.sub === 'string' ? sess.sub : null;
-          await store.set(key, sess, maxAge, subject);
+          await store.set(key, sess, maxAge, {
+            subject: typeof sess.sub === 'string' ? sess.sub : null,
+            idpSid: typeof sess.idpSid === 'string' ? sess.idpSid : null,
+          });
         },
         async destroy(key: string) {
           await store.destroy(key);

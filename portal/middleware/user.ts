@@ -36,9 +36,22 @@ export function userFromSession(session: PortalSession, resolver: UserResolver):
   };
 }
 
-/** Builds `ctx.state.user` for every request after the session middleware. No database access. */
-export function userMiddleware(resolver: UserResolver): PortalMiddleware {
+export type BearerAuthenticator = (authorization: string) => Promise<{ user: AtriumUser; userId: number | undefined }>;
+
+/**
+ * Builds `ctx.state.user` for every request after the session middleware: from a bearer token when
+ * the request carries `Authorization` (an invalid one is a 401, never a fallback to the cookie),
+ * else from the session. No database access.
+ */
+export function userMiddleware(resolver: UserResolver, bearer?: BearerAuthenticator): PortalMiddleware {
   return async (ctx, next) => {
+    const authorization = ctx.get('Authorization');
+    if (authorization && bearer) {
+      const { user, userId } = await bearer(authorization);
+      ctx.state.user = user;
+      ctx.state.userId = userId;
+      return next();
+    }
     const session = signedInSession(ctx.session);
     if (session) {
       const user = userFromSession(session, resolver);

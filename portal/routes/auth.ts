@@ -79,9 +79,11 @@ export function authRoutes(deps: {
         grantedScope: tokens.scope,
         accessClaim: deps.rp.accessClaim,
       }),
-      tokens: { access: tokens.accessToken, refresh: tokens.refreshToken, id: tokens.idToken, expiresAt: tokens.expiresAt },
+      tokens: { access: tokens.accessToken, refresh: tokens.refreshToken, id: tokens.idToken, expiresAt: tokens.expiresAt, issuedAt: tokens.issuedAt },
+      ...(typeof tokens.idClaims.sid === 'string' ? { idpSid: tokens.idClaims.sid.slice(0, 255) } : {}),
       csrf: newCsrfToken(),
       authAt: Date.now(),
+      seenAt: Date.now(),
     };
     // A new session id at every login: whatever id the browser had before (planted or not) is dropped.
     const session = ctx.session as NonNullable<typeof ctx.session>;

@@ -1,0 +1,42 @@
+import type { AtriumUser } from '../../lib/app-kit.ts';
+import type { AccessIndex } from '../../lib/directory/access.ts';
+import { UnauthenticatedError } from '../../lib/errors.ts';
+import { highest } from '../../lib/levels.ts';
+import { levelFromTokens } from '../../lib/oidc/claims.ts';
+import type { TokenVerifier } from '../../lib/oidc/token-verifier.ts';
+
+/**
+ * The user behind `Authorization: Bearer <JWT>`: a machine client or a user calling an API with a
+ * provider-issued access token. The level is the highest of the token's grants and, when the
+ * subject is a directory user, their groups; a disabled user's token is refused. Verified tokens
+ * are cached until they expire, so the request path stays free of network and database calls.
+ */
+export function bearerAuthenticator(deps: { verifier: TokenVerifier; access: AccessIndex; audience: string | undefined; accessClaim: string }) {
+  const { verifier, access, audience, accessClaim } = deps;
+  return async (authorization: string): Promise<{ user: AtriumUser; userId: number | undefined }> => {
+    const match = /^Bearer ([^\s]+)$/i.exec(authorization.trim());
+    if (!match) {
+      const err = new UnauthenticatedError('Use "Authorization: Bearer <token>".', { code: 'invalid_request' });
+      Object.assign(err, { headers: { 'WWW-Authenticate': 'Bearer error="invalid_request"' } });
+      throw err;
+    }
+    const claims = await verifier.verifyAccessToken(match[1] as string, audience);
+    const sub = claims.sub as string;
+    const userId = access.userIdOf(sub);
+    if (userId !== undefined && access.isDisabled(userId)) throw new UnauthenticatedError('This account is disabled.', { code: 'invalid_token' });
+    const grant = access.grantFor(userId);
+    const text = (value: unknown) => (typeof value === 'string' ? value : null);
+    return {
+      userId,
+      user: {
+        sub,
+        email: text(claims.email),
+        name: text(claims.name) ?? text(claims.client_id),
+        picture: null,
+        level: highest(levelFromTokens({ accessClaims: claims as Record<string, unknown>, idClaims: {}, grantedScope: undefined, accessClaim }), grant.level),
+        groups: grant.groups,
+        profile: {},
+      },
+    };
+  };
+}
