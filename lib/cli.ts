@@ -7,9 +7,9 @@ import { AuditLog } from './directory/audit.ts';
 import { GroupDirectory } from './directory/groups.ts';
 import { UserDirectory } from './directory/users.ts';
 import { AtriumError } from './errors.ts';
-import { isLevel, LEVELS, type Level } from './levels.ts';
+import { isLevel, LEVELS, scopesForLevel, type Level } from './levels.ts';
 import { SqlSessionStore } from './sessions/sql-store.ts';
-import { forgetAccount } from './db/oidc-payloads.ts';
+import { forgetAccount, listMachineClients, registerMachineClient, removeMachineClient } from './db/oidc-payloads.ts';
 
 export const USAGE = `Usage: npm run atrium -- <command> [options]
 
@@ -25,6 +25,9 @@ export const USAGE = `Usage: npm run atrium -- <command> [options]
   members add <group> <email>
   members remove <group> <email>
   whois <email>                                 effective level and the groups that grant it
+  clients add <name> --level L                  a machine client of the embedded provider
+                                                (client-credentials grant); prints id and secret once
+  clients list | clients remove <client-id>
 
 Options: --json (machine-readable output), --help.
 Levels: ${LEVELS.join(', ')}. Exit codes: 0 ok, 1 refused (not found, conflict, invalid), 2 usage error.`;
@@ -125,6 +128,39 @@ export async function runCli(argv: string[], database: Database, io: CliIo, acto
         const group = arg(0, 'group');
         const user = verb === 'add' ? await admin.addMember(actor, group, arg(1, 'email')) : await admin.removeMember(actor, group, arg(1, 'email'));
         print({ group, user: user.email ?? user.sub, member: verb === 'add' }, () => `${user.email ?? user.sub} ${verb === 'add' ? 'added to' : 'removed from'} ${group}.`);
+        return 0;
+      }
+      case 'clients add': {
+        const name = arg(0, 'name');
+        if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(name)) throw new UsageError('a client name is 1-41 lowercase letters, digits and dashes');
+        const level = values.level;
+        if (!isLevel(level)) throw new UsageError(`--level is required: one of ${LEVELS.join(', ')}`);
+        const client = await registerMachineClient(database, { name, scope: scopesForLevel(level).join(' ') });
+        await new AuditLog(database).record({ actor, action: 'client.create', target: `client:${client.clientId}`, after: { name, level } });
+        print(client, () =>
+          [
+            `client_id:     ${client.clientId}`,
+            `client_secret: ${client.clientSecret}`,
+            '',
+            'The secret is shown only now. Get a token with the client-credentials grant, e.g.:',
+            `  curl -u '${client.clientId}:<secret>' -d grant_type=client_credentials -d 'scope=${client.scope}' <PUBLIC_URL>/idp/token`,
+          ].join('\n'),
+        );
+        return 0;
+      }
+      case 'clients list': {
+        const clients = await listMachineClients(database);
+        print({ clients }, () => clients.map((c) => `${c.clientId.padEnd(32)} ${c.scope}`).join('\n') || 'No machine clients.');
+        return 0;
+      }
+      case 'clients remove': {
+        const id = arg(0, 'client-id');
+        if (!(await removeMachineClient(database, id))) {
+          io.err(json ? JSON.stringify({ error: 'not_found' }) : `error: there is no client "${id}"`);
+          return 1;
+        }
+        await new AuditLog(database).record({ actor, action: 'client.remove', target: `client:${id}` });
+        print({ removed: id }, () => `Removed ${id}; tokens it already holds expire on their own.`);
         return 0;
       }
       case 'whois': {

@@ -57,7 +57,8 @@ export async function registerMachineClient(database: Database, input: { name: s
     response_types: [],
     redirect_uris: [],
     token_endpoint_auth_method: 'client_secret_basic',
-    scope: input.scope,
+    // Read by the embedded provider's getResourceServerInfo: the access scopes this client may get.
+    atrium_scope: input.scope,
   };
   await database.db
     .insertInto('oidc_payloads')
@@ -69,8 +70,8 @@ export async function registerMachineClient(database: Database, input: { name: s
 export async function listMachineClients(database: Database): Promise<MachineClient[]> {
   const rows = await database.db.selectFrom('oidc_payloads').select(['id', 'payload']).where('model', '=', 'Client').orderBy('id').execute();
   return rows.map((r) => {
-    const p = JSON.parse(r.payload) as { client_name?: string; scope?: string };
-    return { clientId: r.id, name: p.client_name ?? r.id, scope: p.scope ?? '' };
+    const p = JSON.parse(r.payload) as { client_name?: string; atrium_scope?: string };
+    return { clientId: r.id, name: p.client_name ?? r.id, scope: p.atrium_scope ?? '' };
   });
 }
 

@@ -85,6 +85,17 @@ export async function createEmbeddedProvider(deps: {
       profile: ['name', 'picture', 'updated_at'],
     },
     conformIdTokenClaims: false,
+    // Machine clients carry their allowed `access:*` scopes in this extra metadata (see getResourceServerInfo).
+    extraClientMetadata: { properties: ['atrium_scope'] },
+    // oidc-provider refuses to call loopback and private addresses (SSRF protection). Its one call
+    // to the portal itself — back-channel logout — is allowed through; everything else stays guarded.
+    async fetch(url, options) {
+      if (new URL(url).origin === origin) {
+        const { dispatcher: _guarded, ...rest } = options as RequestInit & { dispatcher?: unknown };
+        return globalThis.fetch(url, rest);
+      }
+      return globalThis.fetch(url, options);
+    },
     async findAccount(_ctx, sub) {
       const user = await users.bySub(sub);
       if (!user || user.disabled) return undefined;
@@ -126,10 +137,13 @@ export async function createEmbeddedProvider(deps: {
         enabled: true,
         defaultResource: () => audience,
         useGrantedResource: () => true,
-        async getResourceServerInfo(_ctx, resourceIndicator) {
+        async getResourceServerInfo(_ctx, resourceIndicator, oidcClient) {
           if (resourceIndicator !== audience) throw new errors.InvalidTarget();
+          // The portal may ask for any level (the grant decides what it gets); a machine client only
+          // for the levels it was registered with.
+          const allowed = oidcClient.clientId === client.id ? ACCESS_SCOPES.join(' ') : String(oidcClient.atrium_scope ?? '');
           return {
-            scope: ACCESS_SCOPES.join(' '),
+            scope: allowed,
             audience,
             accessTokenFormat: 'jwt',
             accessTokenTTL: config.idpAccessTokenTtlSeconds,
@@ -192,5 +206,6 @@ export async function createEmbeddedProvider(deps: {
   provider.proxy = config.secureCookies;
   // The provider renders its own errors; make sure the server-side ones reach the log too.
   provider.on('server_error', (_ctx, err) => log.error({ err }, 'embedded provider error'));
+  provider.on('backchannel.error', (_ctx, err, client) => log.warn({ err, client: client.clientId }, 'back-channel logout delivery failed'));
   return { provider, issuer, client, audience, publicJwks };
 }
