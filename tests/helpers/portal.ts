@@ -22,9 +22,9 @@ export interface TestPortal extends RunningPortal {
  * A real portal on an ephemeral port with its own data folder and database: the embedded provider,
  * real sessions and the example apps unless `APPS_DIR` says otherwise.
  */
-export async function startTestPortal(options: { dialect?: DialectName; env?: Record<string, string> } = {}): Promise<TestPortal> {
+export async function startTestPortal(options: { dialect?: DialectName; env?: Record<string, string>; port?: number } = {}): Promise<TestPortal> {
   const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   const origin = `http://127.0.0.1:${port}`;
   const database = await createTestDatabase(options.dialect ?? 'sqlite');
