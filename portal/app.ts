@@ -19,7 +19,9 @@ import { ProfileCache } from '../lib/profile/cache.ts';
 import { ProfileFields } from '../lib/profile/fields.ts';
 import { ProfileService } from '../lib/profile/service.ts';
 import { CachedSessionStore } from '../lib/sessions/cached-store.ts';
+import { RedisSessionStore } from '../lib/sessions/redis-store.ts';
 import { SqlSessionStore } from '../lib/sessions/sql-store.ts';
+import { Cluster } from './cluster.ts';
 import type { Server } from 'node:http';
 import type { AppRegistry } from './app-registry.ts';
 import { AssertionSigner } from './assertions.ts';
@@ -98,7 +100,10 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   const profileCache = new ProfileCache();
   const watcher = new DirectoryWatcher({ database, access, profiles: profileCache, log });
   await watcher.refresh();
-  const sessions = new CachedSessionStore(new SqlSessionStore(database));
+  const cluster = config.redisUrl ? new Cluster(config.redisUrl, log) : undefined;
+  if (cluster) await cluster.connect();
+  const sessions = new CachedSessionStore(cluster ? new RedisSessionStore(cluster.redis) : new SqlSessionStore(database));
+  if (cluster) await cluster.shareSessions(sessions);
   const audit = new AuditLog(database);
   const admin = new DirectoryAdmin({
     database,
@@ -123,7 +128,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   // Apps: in-process ones, upstream ones behind the proxy, their sockets, kept live from APPS_DIR.
   const limits = { idleMs: config.sessionIdleSeconds * 1000, lifetimeMs: config.sessionLifetimeSeconds * 1000 };
   const reader = new SessionReader(app, sessions, resolver, limits);
-  const realtime = new Realtime(reader, log);
+  const realtime = new Realtime(reader, log, cluster?.socketAdapter());
   const assertions = await AssertionSigner.load(database, origin);
   const proxy = new UpstreamProxy(assertions, config.publicUrl, log);
   const supervisor = new Supervisor(log);
@@ -165,7 +170,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   // The request pipeline, top to bottom.
   app.use(errorHandler(views, log));
   app.use(hardening({ secureCookies: config.secureCookies }));
-  app.use(healthRoutes({ database, rp }).routes());
+  app.use(healthRoutes({ database, rp, redis: cluster }).routes());
   app.use(assets());
   app.use(jwksRoute(assertions));
   if (config.hookSecret) {
@@ -225,6 +230,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
       await realtime.close();
       await supervisor.stopAll();
       proxy.close();
+      await cluster?.close();
       await database.close();
     },
   };

@@ -1,5 +1,5 @@
 import type { Server as HttpServer } from 'node:http';
-import { Server, type Namespace, type Socket } from 'socket.io';
+import { Server, type Namespace, type ServerOptions, type Socket } from 'socket.io';
 import type { LoadedApp } from '../lib/apps/discovery.ts';
 import { decide } from '../lib/gate.ts';
 import type { Logger } from '../lib/log.ts';
@@ -28,8 +28,10 @@ export class Realtime {
   constructor(
     private readonly reader: SessionReader,
     private readonly log: Logger,
+    adapter?: ServerOptions['adapter'],
   ) {
     this.io = new Server({
+      ...(adapter ? { adapter } : {}),
       path: '/socket.io/',
       serveClient: false,
       // Other upgrade requests (upstream apps' websockets) are the portal's to route.
@@ -77,7 +79,7 @@ export class Realtime {
     const entry = this.namespaces.get(prefix);
     if (!entry) return;
     this.namespaces.delete(prefix);
-    entry.nsp.disconnectSockets(true);
+    entry.nsp.local.disconnectSockets(true);
     entry.nsp.removeAllListeners();
     this.io._nsps.delete(prefix);
   }
@@ -135,12 +137,14 @@ export class Realtime {
     }
   }
 
+  /**
+   * Like io.close() but leaves the HTTP server to its owner. The Redis adapter's subscriptions end
+   * with its connections (Cluster.close); unsubscribing first would race the disconnect.
+   */
   async close(): Promise<void> {
     clearInterval(this.timer);
-    this.io.disconnectSockets(true);
-    await new Promise<void>((resolve) => {
-      this.io.engine?.close();
-      resolve();
-    });
+    // Local only: with the Redis adapter a plain disconnectSockets would reach every instance.
+    for (const nsp of this.io._nsps.values()) nsp.local.disconnectSockets(true);
+    this.io.engine?.close();
   }
 }

@@ -3,7 +3,9 @@ import { openDatabase } from '../lib/db/database.ts';
 import { migrateToLatest } from '../lib/db/migrate.ts';
 import type { Database } from '../lib/db/schema.ts';
 import { CachedSessionStore } from '../lib/sessions/cached-store.ts';
+import { RedisSessionStore } from '../lib/sessions/redis-store.ts';
 import { SqlSessionStore } from '../lib/sessions/sql-store.ts';
+import { Redis } from 'ioredis';
 import { createTestDatabase, DIALECTS, type TestDatabase } from './helpers/databases.ts';
 import { sessionStoreContract } from './session-store.suite.ts';
 
@@ -36,3 +38,26 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+describe('session stores on Redis', () => {
+  const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 1 });
+  afterAll(async () => {
+    await redis.quit();
+  });
+
+  describe('RedisSessionStore', () => sessionStoreContract('redis', () => new RedisSessionStore(redis)));
+  describe('CachedSessionStore over Redis', () => sessionStoreContract('cached-redis', () => new CachedSessionStore(new RedisSessionStore(redis), 5_000)));
+
+  it('lets Redis expire sessions and prunes the indexes of ended ones', async () => {
+    const store = new RedisSessionStore(redis);
+    const subject = `redis-prune-${Math.random()}`;
+    await store.set('p'.repeat(43), { v: 1 }, 60_000, { subject });
+    await store.set('q'.repeat(43), { v: 1 }, 60_000, { subject });
+    expect(await redis.pttl(`atrium:sess:${'p'.repeat(43)}`)).toBeGreaterThan(50_000);
+    expect(await redis.pttl(`atrium:sub:${subject}`)).toBeGreaterThan(50_000);
+    await store.destroy('p'.repeat(43));
+    expect(await store.idsBySubject(subject)).toEqual(['q'.repeat(43)]);
+    expect(await redis.smembers(`atrium:sub:${subject}`)).toEqual(['q'.repeat(43)]);
+    await store.destroyBySubject(subject);
+  });
+});

@@ -1,5 +1,11 @@
 import type { SessionData, SessionIndex, SessionStore, StoredSession } from './store.ts';
 
+/** What one instance tells the others about sessions it changed (see portal/cluster.ts). */
+export interface SessionEvent {
+  kind: 'changed' | 'ended';
+  ids: string[];
+}
+
 interface Entry {
   session: StoredSession | undefined;
   /** When this entry must be read from the store again: the cache TTL, or the session's expiry. */
@@ -16,11 +22,20 @@ export class CachedSessionStore implements SessionStore {
   private readonly entries = new Map<string, Entry>();
   private readonly endedListeners: ((ids: string[]) => void)[] = [];
 
+  /** Set when several instances share the store: tells the others to drop their cached copies. */
+  publish: ((event: SessionEvent) => void) | undefined;
+
   constructor(
     private readonly inner: SessionStore,
     private readonly ttlMs = 5_000,
     private readonly maxEntries = 50_000,
   ) {}
+
+  /** Another instance changed or ended these sessions. */
+  receive(event: SessionEvent): void {
+    for (const id of event.ids) this.entries.delete(id);
+    if (event.kind === 'ended') for (const listener of this.endedListeners) listener(event.ids);
+  }
 
   async get(id: string): Promise<StoredSession | undefined> {
     const now = Date.now();
@@ -35,6 +50,7 @@ export class CachedSessionStore implements SessionStore {
     await this.inner.set(id, data, ttlMs, index);
     const now = Date.now();
     this.remember(id, { data, expiresAt: now + ttlMs }, now);
+    this.publish?.({ kind: 'changed', ids: [id] });
   }
 
   /** Hears about every session this process ends (logout, revocation), e.g. to close its sockets. */
@@ -60,6 +76,7 @@ export class CachedSessionStore implements SessionStore {
   private ended(ids: string[]): void {
     if (ids.length === 0) return;
     for (const listener of this.endedListeners) listener(ids);
+    this.publish?.({ kind: 'ended', ids });
   }
 
   idsBySubject(subject: string): Promise<string[]> {

@@ -4,10 +4,10 @@ import type { Database } from '../../lib/db/schema.ts';
 import type { RelyingParty } from '../../lib/oidc/relying-party.ts';
 
 /**
- * Liveness says the process answers; readiness says its dependencies do (database, provider), so a
+ * Liveness says the process answers; readiness says its dependencies do (database, provider, Redis), so a
  * load balancer sends traffic only to an instance that can sign people in.
  */
-export function healthRoutes(deps: { database: Database; rp: RelyingParty }): Router {
+export function healthRoutes(deps: { database: Database; rp: RelyingParty; redis?: { ping(): Promise<boolean> } | undefined }): Router {
   const router = new Router();
   router.get('/healthz', (ctx) => {
     ctx.set('Cache-Control', 'no-store');
@@ -23,6 +23,7 @@ export function healthRoutes(deps: { database: Database; rp: RelyingParty }): Ro
       checks.database = 'failing';
     }
     checks.provider = (await deps.rp.ready()) ? 'ok' : 'failing';
+    if (deps.redis) checks.redis = (await deps.redis.ping()) ? 'ok' : 'failing';
     const ready = Object.values(checks).every((c) => c === 'ok');
     ctx.status = ready ? 200 : 503;
     ctx.body = { status: ready ? 'ready' : 'not ready', checks };

@@ -22,12 +22,12 @@ export interface TestPortal extends RunningPortal {
  * A real portal on an ephemeral port with its own data folder and database: the embedded provider,
  * real sessions and the example apps unless `APPS_DIR` says otherwise.
  */
-export async function startTestPortal(options: { dialect?: DialectName; env?: Record<string, string>; port?: number } = {}): Promise<TestPortal> {
+export async function startTestPortal(options: { dialect?: DialectName; env?: Record<string, string>; port?: number; database?: TestDatabase } = {}): Promise<TestPortal> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   const origin = `http://127.0.0.1:${port}`;
-  const database = await createTestDatabase(options.dialect ?? 'sqlite');
+  const database = options.database ?? (await createTestDatabase(options.dialect ?? 'sqlite'));
   const config = loadConfig({
     NODE_ENV: 'test',
     PORT: String(port),
@@ -46,7 +46,8 @@ export async function startTestPortal(options: { dialect?: DialectName; env?: Re
     database,
     async stopAll() {
       await running.stop();
-      await database.drop();
+      // A database passed in belongs to the caller, who drops it.
+      if (!options.database) await database.drop();
     },
   };
 }
