@@ -26,6 +26,7 @@ import type { Server } from 'node:http';
 import type { AppRegistry } from './app-registry.ts';
 import { AssertionSigner } from './assertions.ts';
 import { LiveApps } from './live-apps.ts';
+import { Metrics } from './metrics.ts';
 import { UpstreamProxy } from './proxy.ts';
 import { Realtime } from './realtime.ts';
 import { SessionReader } from './session-reader.ts';
@@ -37,6 +38,7 @@ import { DirectoryWatcher } from './directory-watcher.ts';
 import { AppTable, dispatch } from './dispatch.ts';
 import { forgetAccount, sweepOidcPayloads } from '../lib/db/oidc-payloads.ts';
 import { interactionRoutes } from './idp/interactions.ts';
+import { LoginThrottle } from './idp/login-throttle.ts';
 import { createEmbeddedProvider, EMBEDDED_PREFIX, type EmbeddedProvider } from './idp/provider.ts';
 import { bearerAuthenticator } from './middleware/bearer.ts';
 import { errorHandler } from './middleware/errors.ts';
@@ -167,7 +169,14 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   const refresher = new TokenRefresher(rp);
   const tokenGrantsLevel = !embedded;
 
+  const metrics = new Metrics({
+    atrium_apps_mounted: { help: 'Apps being served', read: () => apps.list().length },
+    atrium_app_failures: { help: 'App folders that failed to load', read: () => live.failures().length },
+    atrium_sockets_connected: { help: 'Open socket.io connections on this instance', read: () => realtime.io.engine?.clientsCount ?? 0 },
+  });
+
   // The request pipeline, top to bottom.
+  app.use(metrics.middleware());
   app.use(errorHandler(views, log));
   app.use(hardening({ secureCookies: config.secureCookies }));
   app.use(healthRoutes({ database, rp, redis: cluster }).routes());
@@ -178,13 +187,14 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   }
   app.use(backchannelRoutes({ verifier, clientId: () => rp.clientId, sessions, log }).routes());
   if (embedded) {
-    app.use(interactionRoutes({ provider: embedded.provider, users, views, config, demo: config.env !== 'production' }).routes());
+    app.use(interactionRoutes({ provider: embedded.provider, users, views, config, demo: config.env !== 'production', throttle: new LoginThrottle(cluster?.redis) }).routes());
     app.use(mount(EMBEDDED_PREFIX, embedded.provider));
   }
   app.use(sessionMiddleware(app, sessions, { maxAgeMs: limits.lifetimeMs, secure: config.secureCookies }));
   app.use(sessionLifecycle({ limits, refresher, accessClaim: config.oidc.accessClaim, tokenGrantsLevel, log }));
   app.use(userMiddleware(resolver, bearerAuthenticator({ verifier, access, audience: embedded?.audience ?? config.oidc.audience, accessClaim: config.oidc.accessClaim })));
   app.use(dispatch(apps, childServices(profiles)));
+  app.use(metrics.route());
   app.use(authRoutes({ rp, users, log, publicOrigin: origin, secureCookies: config.secureCookies, tokenGrantsLevel, onLogin: (id, profile) => profileCache.set(id, profile) }).routes());
   app.use(pageRoutes({ apps, views, requests }).routes());
   app.use(profileRoutes({ profiles, requests, views, publicOrigin: origin }).routes());

@@ -186,3 +186,16 @@ describe('hostile paths never reach an app above the user’s level', () => {
     expect((await raw('/apps/%64evel/inspector/', cookie)).status).toBe(404);
   });
 });
+
+describe('operations endpoints', () => {
+  it('/healthz, /readyz and /metrics answer', async () => {
+    expect((await fetch(`${portal.origin}/healthz`)).status).toBe(200);
+    expect(await (await fetch(`${portal.origin}/readyz`)).json()).toMatchObject({ status: 'ready', checks: { database: 'ok', provider: 'ok' } });
+    const metrics = await fetch(`${portal.origin}/metrics`);
+    expect(metrics.status).toBe(200);
+    const text = await metrics.text();
+    expect(text).toContain('atrium_http_requests_total{area="apps",status="2xx"}');
+    expect(text).toContain('atrium_apps_mounted 4');
+    expect(text).toContain('atrium_process_resident_memory_bytes');
+  });
+});

@@ -164,3 +164,16 @@ describe('logout', () => {
     expect(again.at(-1)!.text).toContain('Sign in to Atrium');
   });
 });
+
+describe('password guessing', () => {
+  it('is throttled per account after 10 failures, even for the right password, without locking out other accounts', async () => {
+    const attacker = new Agent(portal.origin);
+    for (let i = 0; i < 10; i++) expect((await attacker.login('stable@example.com', `guess-${i}`)).status).toBe(401);
+    const blocked = await attacker.login('stable@example.com', DEMO_PASSWORD);
+    expect(blocked.status).toBe(429);
+    expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(blocked.text).toContain('Too many failed attempts');
+    // Another account is unaffected.
+    expect((await new Agent(portal.origin).login('ea@example.com', DEMO_PASSWORD)).status).toBe(200);
+  });
+});

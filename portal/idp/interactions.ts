@@ -8,6 +8,7 @@ import { verifyPassword } from '../../lib/directory/passwords.ts';
 import type { UserDirectory } from '../../lib/directory/users.ts';
 import { AtriumError, BadRequestError } from '../../lib/errors.ts';
 import type { Views } from '../views.ts';
+import type { LoginThrottle } from './login-throttle.ts';
 import { EMBEDDED_PREFIX } from './provider.ts';
 
 const UID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -16,8 +17,8 @@ const UID = /^[A-Za-z0-9_-]{1,64}$/;
  * The embedded provider's own pages: the sign-in form for local accounts. The interaction is bound
  * to the provider's SameSite cookie, so a form posted from another site finds no interaction.
  */
-export function interactionRoutes(deps: { provider: Provider; users: UserDirectory; views: Views; config: Config; demo: boolean }): Router {
-  const { provider, users, views, demo } = deps;
+export function interactionRoutes(deps: { provider: Provider; users: UserDirectory; views: Views; config: Config; demo: boolean; throttle: LoginThrottle }): Router {
+  const { provider, users, views, demo, throttle } = deps;
   const router = new Router({ prefix: `${EMBEDDED_PREFIX}/interaction` });
   const form = bodyParser({ enableTypes: ['form'], formLimit: '8kb' });
 
@@ -62,15 +63,26 @@ export function interactionRoutes(deps: { provider: Provider; users: UserDirecto
     const body = (ctx.request.body ?? {}) as Record<string, unknown>;
     const email = typeof body.email === 'string' ? body.email.trim().slice(0, 320) : '';
     const password = typeof body.password === 'string' ? body.password.slice(0, 1024) : '';
+    const address = ctx.ip;
+    const wait = await throttle.retryAfter(address, email);
+    if (wait > 0) {
+      ctx.status = 429;
+      ctx.set('Retry-After', String(wait));
+      ctx.type = 'html';
+      ctx.body = renderLogin(details.uid, { email, error: `Too many failed attempts. Try again in ${Math.ceil(wait / 60)} minute(s).` });
+      return;
+    }
     const account = email ? await users.localAccount(email) : undefined;
     // verifyPassword runs even without an account, so a wrong email costs the same time as a wrong password.
     const ok = (await verifyPassword(password, account?.passwordHash)) && account !== undefined && !account.disabled;
     if (!ok) {
+      await throttle.failed(address, email);
       ctx.status = 401;
       ctx.type = 'html';
       ctx.body = renderLogin(details.uid, { email, error: 'That email and password do not match an active account.' });
       return;
     }
+    await throttle.succeeded(email);
     const redirectTo = await provider.interactionResult(ctx.req, ctx.res, { login: { accountId: account.sub } }, { mergeWithLastSubmission: false });
     ctx.status = 303;
     ctx.redirect(redirectTo);
