@@ -1,7 +1,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
-import { discoverApps, loadApp, type AppFailure, type LoadedApp } from '../lib/apps/discovery.ts';
+import { discoverApps, type AppFailure, type LoadedApp } from '../lib/apps/discovery.ts';
 import type { Logger } from '../lib/log.ts';
 import type { AppRegistry } from './app-registry.ts';
 import type { AppTable } from './dispatch.ts';

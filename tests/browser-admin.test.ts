@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
+import { attr, launchChromium, NAVIGATION_TIMEOUT_MS, SCREENSHOTS, STEP_TIMEOUT_MS, text } from './helpers/browser.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
 
 /**
@@ -12,21 +12,6 @@ import { startTestPortal, type TestPortal } from './helpers/portal.ts';
  * nesting tree and the audit trail. CI installs Chromium (see .ci/run); when it is missing this test
  * fails, it never skips.
  */
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--no-first-run',
-];
-const SCREENSHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));
-// Two shared cores: a cold Chromium plus the provider's scrypt (twice here) can be slow.
-const STEP_TIMEOUT_MS = 30_000;
-const NAVIGATION_TIMEOUT_MS = 60_000;
 
 let portal: TestPortal;
 let browser: Browser | undefined;
@@ -44,16 +29,6 @@ afterAll(async () => {
 });
 
 /** The visible text of the first match, once it is there (playwright-core has no web-first expect). */
-async function text(locator: Locator): Promise<string> {
-  await locator.first().waitFor({ state: 'visible' });
-  return (await locator.first().innerText()).trim();
-}
-
-async function attr(locator: Locator, name: string): Promise<string | null> {
-  await locator.first().waitFor({ state: 'attached' });
-  return locator.first().getAttribute(name);
-}
-
 /** The trimmed text of every cell of a table row. */
 async function cells(row: Locator): Promise<string[]> {
   await row.waitFor({ state: 'visible' });
@@ -125,8 +100,7 @@ async function readTree(tree: Locator): Promise<TreeNode[]> {
 
 describe('the admin console in a real browser', () => {
   it('an admin adds ea@ to devel; ea@ gets in on the next request without signing in again', { timeout: 360_000 }, async () => {
-    expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: install it with "apt-get install -y chromium" (CI does, in .ci/run)`).toBe(true);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: NAVIGATION_TIMEOUT_MS });
+    browser = await launchChromium();
     const ea = await person();
     const admin = await person();
     const a = ea.page;

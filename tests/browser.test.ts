@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import { mkdirSync, rmSync } from 'node:fs';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
+import { attr, launchChromium, NAVIGATION_TIMEOUT_MS, SCREENSHOTS, STEP_TIMEOUT_MS, text } from './helpers/browser.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
 
 /**
@@ -10,21 +10,6 @@ import { startTestPortal, type TestPortal } from './helpers/portal.ts';
  * the embedded provider, use the launcher, open an allowed app, hit a locked one, sign out. CI
  * installs Chromium (see .ci/run); when it is missing this test fails, it never skips.
  */
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--no-first-run',
-];
-const SCREENSHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));
-// Two shared cores: a cold Chromium plus the provider's scrypt can be slow.
-const STEP_TIMEOUT_MS = 30_000;
-const NAVIGATION_TIMEOUT_MS = 60_000;
 
 let portal: TestPortal;
 let browser: Browser | undefined;
@@ -41,26 +26,15 @@ afterAll(async () => {
 });
 
 /** The visible text of the first match, once it is there (playwright-core has no web-first expect). */
-async function text(locator: Locator): Promise<string> {
-  await locator.first().waitFor({ state: 'visible' });
-  return (await locator.first().innerText()).trim();
-}
-
-async function attr(locator: Locator, name: string): Promise<string | null> {
-  await locator.first().waitFor({ state: 'attached' });
-  return locator.first().getAttribute(name);
-}
-
 async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: `${SCREENSHOTS}browser-${name}.png`, fullPage: true });
 }
 
 describe('the portal in a real browser', () => {
   it('signs in as ea, opens an allowed app, is refused a devel app, and signs out', { timeout: 240_000 }, async () => {
-    expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: install it with "apt-get install -y chromium" (CI does, in .ci/run)`).toBe(true);
     // playwright refuses --user-data-dir in launch(): it gives every launch() a fresh temporary
     // profile of its own (playwright_chromiumdev_profile-*) and deletes it on close.
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: NAVIGATION_TIMEOUT_MS });
+    browser = await launchChromium();
     const context = await browser.newContext({ baseURL: portal.origin, viewport: { width: 1280, height: 800 } });
     const page = await context.newPage();
     page.setDefaultTimeout(STEP_TIMEOUT_MS);

@@ -3,33 +3,20 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runCli } from '../lib/cli.ts';
-import { openDatabase } from '../lib/db/database.ts';
-import { migrateToLatest } from '../lib/db/migrate.ts';
-import type { Database } from '../lib/db/schema.ts';
-import { createTestDatabase, DIALECTS, type TestDatabase } from './helpers/databases.ts';
+import { createTestDatabase, DIALECTS, useMigratedDatabase } from './helpers/databases.ts';
 
 const run = promisify(execFile);
 
 for (const dialect of DIALECTS) {
   describe(`admin CLI on ${dialect}`, () => {
-    let testDb: TestDatabase;
-    let database: Database;
-    beforeAll(async () => {
-      testDb = await createTestDatabase(dialect);
-      database = await openDatabase(testDb.target);
-      await migrateToLatest(database);
-    });
-    afterAll(async () => {
-      await database?.close();
-      await testDb?.drop();
-    });
+    const db = useMigratedDatabase(dialect);
 
     async function cli(...argv: string[]) {
       let out = '';
       let err = '';
-      const code = await runCli(argv, database, { out: (t) => (out += `${t}\n`), err: (t) => (err += `${t}\n`) }, 'cli:test');
+      const code = await runCli(argv, db.database, { out: (t) => (out += `${t}\n`), err: (t) => (err += `${t}\n`) }, 'cli:test');
       return { code, out, err };
     }
 
@@ -68,10 +55,10 @@ for (const dialect of DIALECTS) {
     });
 
     it('disables and enables users, ending their sessions', async () => {
-      await database.db.insertInto('sessions').values({ id: 's'.repeat(43), user_sub: (await database.db.selectFrom('users').select('sub').where('email', '=', 'temp@corp.example').executeTakeFirstOrThrow()).sub, data: '{}', expires_at: Date.now() + 60_000 }).execute();
+      await db.database.db.insertInto('sessions').values({ id: 's'.repeat(43), user_sub: (await db.database.db.selectFrom('users').select('sub').where('email', '=', 'temp@corp.example').executeTakeFirstOrThrow()).sub, data: '{}', expires_at: Date.now() + 60_000 }).execute();
       const out = await cli('users', 'disable', 'temp@corp.example', '--json');
       expect(JSON.parse(out.out)).toMatchObject({ disabled: true });
-      expect(await database.db.selectFrom('sessions').select('id').where('id', '=', 's'.repeat(43)).executeTakeFirst()).toBeUndefined();
+      expect(await db.database.db.selectFrom('sessions').select('id').where('id', '=', 's'.repeat(43)).executeTakeFirst()).toBeUndefined();
       expect((await cli('users', 'enable', 'temp@corp.example')).out).toContain('enabled');
     });
 
@@ -105,7 +92,7 @@ for (const dialect of DIALECTS) {
     });
 
     it('audits every change with the CLI actor', async () => {
-      const rows = await database.db.selectFrom('audit_log').select(['actor', 'action']).execute();
+      const rows = await db.database.db.selectFrom('audit_log').select(['actor', 'action']).execute();
       expect(rows.every((r) => r.actor === 'cli:test')).toBe(true);
       expect(rows.map((r) => r.action)).toEqual(expect.arrayContaining(['user.create', 'member.add', 'group.create', 'group.nest', 'group.unnest', 'member.remove', 'group.delete', 'user.disable', 'user.enable']));
     });

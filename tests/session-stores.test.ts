@@ -1,33 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../lib/db/database.ts';
-import { migrateToLatest } from '../lib/db/migrate.ts';
-import type { Database } from '../lib/db/schema.ts';
+import { afterAll, describe, expect, it } from 'vitest';
 import { CachedSessionStore } from '../lib/sessions/cached-store.ts';
 import { RedisSessionStore } from '../lib/sessions/redis-store.ts';
 import { SqlSessionStore } from '../lib/sessions/sql-store.ts';
 import { Redis } from 'ioredis';
-import { createTestDatabase, DIALECTS, type TestDatabase } from './helpers/databases.ts';
+import { DIALECTS, useMigratedDatabase } from './helpers/databases.ts';
 import { sessionStoreContract } from './session-store.suite.ts';
 
 for (const dialect of DIALECTS) {
   describe(`session stores on ${dialect}`, () => {
-    let testDb: TestDatabase;
-    let database: Database;
-    beforeAll(async () => {
-      testDb = await createTestDatabase(dialect);
-      database = await openDatabase(testDb.target);
-      await migrateToLatest(database);
-    });
-    afterAll(async () => {
-      await database?.close();
-      await testDb?.drop();
-    });
+    const db = useMigratedDatabase(dialect);
 
-    describe('SqlSessionStore', () => sessionStoreContract(`sql-${dialect}`, () => new SqlSessionStore(database)));
-    describe('CachedSessionStore over SQL', () => sessionStoreContract(`cached-${dialect}`, () => new CachedSessionStore(new SqlSessionStore(database), 5_000)));
+    describe('SqlSessionStore', () => sessionStoreContract(`sql-${dialect}`, () => new SqlSessionStore(db.database)));
+    describe('CachedSessionStore over SQL', () => sessionStoreContract(`cached-${dialect}`, () => new CachedSessionStore(new SqlSessionStore(db.database), 5_000)));
 
     it('the cache reads its own writes and sees another process’s delete once the entry ages out', async () => {
-      const sql = new SqlSessionStore(database);
+      const sql = new SqlSessionStore(db.database);
       const cached = new CachedSessionStore(sql, 100);
       const key = 'k'.repeat(43);
       await cached.set(key, { v: 1 }, 60_000, { subject: 'x' });

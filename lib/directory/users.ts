@@ -43,7 +43,20 @@ export function toUserRecord(row: UserRow): UserRecord {
   };
 }
 
-function parseProfile(text: string): Record<string, unknown> {
+/**
+ * The provider-owned columns to write for these claims. Only claims the provider actually sent
+ * overwrite a column: a token without `picture` keeps the one on file.
+ */
+function providerColumns(claims: ProviderClaims): { email?: string | null; name?: string | null; picture?: string | null } {
+  const sent: { email?: string | null; name?: string | null; picture?: string | null } = {};
+  if (claims.email !== undefined) sent.email = clip(claims.email?.toLowerCase(), 320);
+  if (claims.name !== undefined) sent.name = clip(claims.name, 255);
+  if (claims.picture !== undefined) sent.picture = clip(claims.picture, 2048);
+  return sent;
+}
+
+/** A stored profile column as an object; anything unreadable reads as empty. */
+export function parseProfile(text: string): Record<string, unknown> {
   try {
     const value: unknown = JSON.parse(text);
     return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
@@ -91,10 +104,7 @@ export class UserDirectory {
    * refreshes the provider-owned columns it sent. The profile column is never touched.
    */
   async syncFromProvider(claims: ProviderClaims, at = Date.now()): Promise<{ user: UserRecord; created: boolean }> {
-    const sent: { email?: string | null; name?: string | null; picture?: string | null } = {};
-    if (claims.email !== undefined) sent.email = clip(claims.email?.toLowerCase(), 320);
-    if (claims.name !== undefined) sent.name = clip(claims.name, 255);
-    if (claims.picture !== undefined) sent.picture = clip(claims.picture, 2048);
+    const sent = providerColumns(claims);
     const existing = await this.bySub(claims.sub);
     if (existing) {
       await this.db.updateTable('users').set({ ...sent, updated_at: at }).where('id', '=', existing.id).execute();
@@ -183,11 +193,7 @@ export class UserDirectory {
    * the login. The `profile` column (what the user typed) is never touched here.
    */
   async recordLogin(claims: ProviderClaims, at = Date.now()): Promise<UserRecord> {
-    // Only claims the provider actually sent overwrite a column: a token without `picture` keeps it.
-    const sent: { email?: string | null; name?: string | null; picture?: string | null } = {};
-    if (claims.email !== undefined) sent.email = clip(claims.email?.toLowerCase(), 320);
-    if (claims.name !== undefined) sent.name = clip(claims.name, 255);
-    if (claims.picture !== undefined) sent.picture = clip(claims.picture, 2048);
+    const sent = providerColumns(claims);
     const insert = this.db.insertInto('users').values({
       sub: claims.sub,
       email: sent.email ?? null,

@@ -1,4 +1,5 @@
 import type { Database } from '../db/schema.ts';
+import { parseProfile } from '../directory/users.ts';
 
 /**
  * The profiles of users seen recently, in memory, so `ctx.state.user.profile` is current without a
@@ -54,11 +55,7 @@ export class ProfileCache {
     for (const row of rows) {
       this.watermark = Math.max(this.watermark, Number(row.updated_at));
       if (!this.profiles.has(Number(row.id))) continue;
-      try {
-        this.set(Number(row.id), JSON.parse(row.profile) as Record<string, unknown>);
-      } catch {
-        // a corrupt profile column is ignored here; the profile page shows it as empty
-      }
+      this.set(Number(row.id), parseProfile(row.profile));
     }
   }
 }

@@ -1,5 +1,6 @@
 import type { Database } from '../db/schema.ts';
 import type { AuditLog } from '../directory/audit.ts';
+import { parseProfile } from '../directory/users.ts';
 import { NotFoundError } from '../errors.ts';
 import type { ProfileCache } from './cache.ts';
 import { validateProfileChanges, type ProfileFields } from './fields.ts';
@@ -21,7 +22,7 @@ export class ProfileService {
   async get(userId: number): Promise<Record<string, unknown>> {
     const row = await this.database.db.selectFrom('users').select('profile').where('id', '=', userId).executeTakeFirst();
     if (!row) throw new NotFoundError('There is no such user.');
-    const profile = parse(row.profile);
+    const profile = parseProfile(row.profile);
     this.cache?.set(userId, profile);
     return profile;
   }
@@ -33,7 +34,7 @@ export class ProfileService {
       if (this.database.dialect === 'mysql') query = query.forUpdate();
       const row = await query.executeTakeFirst();
       if (!row) throw new NotFoundError('There is no such user.');
-      const current = parse(row.profile);
+      const current = parseProfile(row.profile);
       const next: Record<string, unknown> = { ...current };
       for (const [key, value] of Object.entries(valid)) {
         if (value === null) delete next[key];
@@ -54,15 +55,6 @@ export class ProfileService {
     }
     this.cache?.set(userId, after);
     return after;
-  }
-}
-
-function parse(text: string): Record<string, unknown> {
-  try {
-    const value: unknown = JSON.parse(text);
-    return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-  } catch {
-    return {};
   }
 }
 

@@ -3,7 +3,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
+import { afterAll, beforeAll } from 'vitest';
 import type { DatabaseTarget } from '../../lib/config.ts';
+import { openDatabase } from '../../lib/db/database.ts';
+import { migrateToLatest } from '../../lib/db/migrate.ts';
+import type { Database } from '../../lib/db/schema.ts';
 
 /** The MariaDB server the SQL tests run against (CI starts it; see .ci/run). */
 export const MYSQL_SERVER = process.env.TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
@@ -35,6 +39,33 @@ export async function createTestDatabase(dialect: DialectName): Promise<TestData
       } finally {
         await connection.end();
       }
+    },
+  };
+}
+
+/**
+ * A migrated database of the given dialect for one describe block: opened before its tests, closed
+ * and dropped after. Read it through the getter (it exists once beforeAll has run).
+ */
+export function useMigratedDatabase(dialect: DialectName): { readonly database: Database; readonly applied: string[] } {
+  let testDb: TestDatabase | undefined;
+  const state: { database?: Database; applied: string[] } = { applied: [] };
+  beforeAll(async () => {
+    testDb = await createTestDatabase(dialect);
+    state.database = await openDatabase(testDb.target);
+    state.applied = await migrateToLatest(state.database);
+  });
+  afterAll(async () => {
+    await state.database?.close();
+    await testDb?.drop();
+  });
+  return {
+    get database() {
+      if (!state.database) throw new Error('the test database is not open yet');
+      return state.database;
+    },
+    get applied() {
+      return state.applied;
     },
   };
 }
