@@ -8,7 +8,8 @@ import type { Database } from '../lib/db/schema.ts';
 import { AccessIndex } from '../lib/directory/access.ts';
 import { DirectoryAdmin } from '../lib/directory/admin.ts';
 import { AuditLog } from '../lib/directory/audit.ts';
-import { seedDemoAccounts } from '../lib/directory/demo.ts';
+import { seedDemoAccounts, usableDemoAccounts } from '../lib/directory/demo.ts';
+import { ConfigError } from '../lib/errors.ts';
 import { GroupDirectory } from '../lib/directory/groups.ts';
 import { UserDirectory } from '../lib/directory/users.ts';
 import { ACCESS_SCOPES } from '../lib/levels.ts';
@@ -96,6 +97,13 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   const groups = new GroupDirectory(database);
   const embeddedIdp = config.oidc.issuer === undefined;
   const seededDemo = embeddedIdp && config.env !== 'production' ? await seedDemoAccounts(users, groups) : false;
+  if (embeddedIdp && config.env === 'production') {
+    const demo = await usableDemoAccounts(users);
+    if (demo.length > 0) {
+      await database.close();
+      throw new ConfigError(demo.map((email) => `demo account ${email} still opens with the demo password: npm run atrium -- users disable ${email}`));
+    }
+  }
 
   // The directory, in memory for the request path and kept current by the watcher.
   const access = await AccessIndex.load(database);

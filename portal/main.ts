@@ -71,7 +71,16 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  const running = await startPortal(config, log);
+  let running: RunningPortal;
+  try {
+    running = await startPortal(config, log);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
   console.log(banner(config, running));
 
   const shutdown = (signal: string) => {

@@ -89,3 +89,20 @@ describe('configuration', () => {
     expect(problems({ OIDC_LOGOUT_URL: 'javascript:alert(1)' })[0]).toContain('OIDC_LOGOUT_URL');
   });
 });
+
+describe('production start-up', () => {
+  it('refuses to start while demo accounts still open with the demo password', async () => {
+    const { startTestPortal } = await import('./helpers/portal.ts');
+    const { createTestDatabase } = await import('./helpers/databases.ts');
+    const database = await createTestDatabase('sqlite');
+    // A development start seeds the demo accounts into this database…
+    const dev = await startTestPortal({ database });
+    await dev.stopAll();
+    // …and a production start on the same database refuses, naming each one and the fix.
+    const production = { NODE_ENV: 'production', SESSION_SECRET: 'p'.repeat(40), PUBLIC_URL: 'http://127.0.0.1:1', ALLOW_HTTP: '1' };
+    const refused = await startTestPortal({ database, env: production }).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(ConfigError);
+    expect((refused as ConfigError).problems).toHaveLength(5);
+    expect((refused as ConfigError).message).toContain('npm run atrium -- users disable admin@example.com');
+  });
+});

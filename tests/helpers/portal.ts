@@ -39,7 +39,11 @@ export async function startTestPortal(options: { dialect?: DialectName; env?: Re
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     ...options.env,
   });
-  const running = await startPortal(config, createLogger(config.logLevel, false), server);
+  const running = await startPortal(config, createLogger(config.logLevel, false), server).catch(async (err: unknown) => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (!options.database) await database.drop();
+    throw err;
+  });
   return {
     ...running,
     origin,
