@@ -43,6 +43,7 @@ import { LoginThrottle } from './idp/login-throttle.ts';
 import { createEmbeddedProvider, EMBEDDED_PREFIX, type EmbeddedProvider } from './idp/provider.ts';
 import { bearerAuthenticator } from './middleware/bearer.ts';
 import { errorHandler } from './middleware/errors.ts';
+import { fastAppPath } from './middleware/fast-apps.ts';
 import { sessionLifecycle } from './middleware/lifecycle.ts';
 import { backchannelRoutes } from './routes/backchannel.ts';
 import { TokenRefresher } from './token-refresher.ts';
@@ -183,10 +184,13 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     atrium_sockets_connected: { help: 'Open socket.io connections on this instance', read: () => realtime.io.engine?.clientsCount ?? 0 },
   });
 
+  const appDispatch = dispatch(apps, childServices(profiles));
+
   // The request pipeline, top to bottom.
   app.use(metrics.middleware());
   app.use(errorHandler(views, log));
   app.use(hardening({ secureCookies: config.secureCookies }));
+  app.use(fastAppPath({ store: sessions, resolver, limits, dispatch: appDispatch }));
   app.use(healthRoutes({ database, rp, redis: cluster }).routes());
   app.use(assets());
   app.use(jwksRoute(assertions));
@@ -201,7 +205,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   app.use(sessionMiddleware(app, sessions, { maxAgeMs: limits.lifetimeMs, secure: config.secureCookies }));
   app.use(sessionLifecycle({ limits, refresher, accessClaim: config.oidc.accessClaim, tokenGrantsLevel, log }));
   app.use(userMiddleware(resolver, bearerAuthenticator({ verifier, access, audience: embedded?.audience ?? config.oidc.audience, accessClaim: config.oidc.accessClaim })));
-  app.use(dispatch(apps, childServices(profiles)));
+  app.use(appDispatch);
   app.use(metrics.route());
   app.use(authRoutes({ rp, users, log, publicOrigin: origin, secureCookies: config.secureCookies, tokenGrantsLevel, onLogin: (id, profile) => profileCache.set(id, profile) }).routes());
   app.use(pageRoutes({ apps, views, requests }).routes());

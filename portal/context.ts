@@ -34,6 +34,8 @@ export interface PortalState {
   userId?: number;
   /** Services for child apps (see lib/app-kit.ts). */
   atrium?: AtriumServices;
+  /** The session's CSRF token, for forms on pages rendered outside the routes (error pages). */
+  csrf?: string;
 }
 
 export type PortalContext = Koa.ParameterizedContext<PortalState>;

@@ -37,14 +37,22 @@ export class Metrics {
 
   /** Counts and times every request; first in the pipeline so errors are counted too. */
   middleware(): PortalMiddleware {
+    // Label lookups hash their labels on every call: resolve each series once and keep it.
+    const counters = new Map<string, { inc(): void }>();
+    const timers = new Map<string, { observe(value: number): void }>();
     return async (ctx, next) => {
-      const started = process.hrtime.bigint();
+      const started = performance.now();
       try {
         await next();
       } finally {
         const where = area(ctx.path);
-        this.requests.inc({ area: where, status: `${Math.floor(ctx.status / 100)}xx` });
-        this.latency.observe({ area: where }, Number(process.hrtime.bigint() - started) / 1e9);
+        const key = `${where} ${Math.floor(ctx.status / 100)}`;
+        let counter = counters.get(key);
+        if (!counter) counters.set(key, (counter = this.requests.labels(where, `${Math.floor(ctx.status / 100)}xx`)));
+        counter.inc();
+        let timer = timers.get(where);
+        if (!timer) timers.set(where, (timer = this.latency.labels(where)));
+        timer.observe((performance.now() - started) / 1000);
       }
     };
   }

@@ -26,3 +26,19 @@ export function sessionEnded(session: SessionTimes, limits: SessionLimits, now =
 export function touchIntervalMs(limits: SessionLimits): number {
   return Math.min(60_000, Math.max(1_000, Math.floor(limits.idleMs / 10)));
 }
+
+export interface TokenTimes {
+  refresh?: string | undefined;
+  expiresAt?: number | undefined;
+  issuedAt?: number | undefined;
+}
+
+/**
+ * Whether the access token should be refreshed now: within a quarter of its life of expiring (at
+ * most a minute), and only if there is a refresh token to do it with.
+ */
+export function tokenRefreshDue(tokens: TokenTimes, now = Date.now()): boolean {
+  if (!tokens.refresh || tokens.expiresAt === undefined) return false;
+  const life = tokens.issuedAt !== undefined ? tokens.expiresAt - tokens.issuedAt : 240_000;
+  return tokens.expiresAt - Math.min(60_000, Math.max(0, life / 4)) <= now;
+}

@@ -2,7 +2,6 @@ import type { Logger } from '../../lib/log.ts';
 import { AtriumError, NotFoundError } from '../../lib/errors.ts';
 import { prefersHtml, type PortalMiddleware } from '../context.ts';
 import type { Views } from '../views.ts';
-import { signedInSession } from './user.ts';
 
 const HEADINGS: Record<number, string> = {
   400: 'That request cannot be used',
@@ -49,7 +48,7 @@ export function errorHandler(views: Views, log: Logger): PortalMiddleware {
           details: err.details,
           user: ctx.state.user,
           // The header's Sign out form (and the 403 page's access request) need it.
-          csrf: ctx.state.user ? signedInSession(ctx.session)?.csrf : undefined,
+          csrf: ctx.state.user ? ctx.state.csrf : undefined,
           back: ctx.method === 'POST' ? ctx.get('Referer') : undefined,
         });
       } else {

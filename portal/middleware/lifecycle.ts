@@ -1,6 +1,6 @@
 import type { Logger } from '../../lib/log.ts';
 import { accessTokenClaims, levelFromTokens } from '../../lib/oidc/claims.ts';
-import { sessionEnded, touchIntervalMs, type SessionLimits } from '../../lib/sessions/lifetime.ts';
+import { sessionEnded, tokenRefreshDue, touchIntervalMs, type SessionLimits } from '../../lib/sessions/lifetime.ts';
 import { AtriumError } from '../../lib/errors.ts';
 import type { PortalMiddleware, PortalSession } from '../context.ts';
 import type { TokenRefresher } from '../token-refresher.ts';
@@ -32,7 +32,7 @@ export function sessionLifecycle(deps: {
       return next();
     }
     const { tokens } = session;
-    if (tokens.refresh && tokens.expiresAt !== undefined && tokens.expiresAt - refreshMargin(tokens) <= now) {
+    if (tokens.refresh && tokenRefreshDue(tokens, now)) {
       try {
         const fresh = await refresher.refresh(tokens.refresh);
         const updated: PortalSession['tokens'] = {
@@ -58,10 +58,4 @@ export function sessionLifecycle(deps: {
     if (now - (session.seenAt ?? session.authAt) > touchEvery) (ctx.session as unknown as PortalSession).seenAt = now;
     return next();
   };
-}
-
-/** Refresh a little before expiry: a quarter of the token's life, at most a minute. */
-function refreshMargin(tokens: PortalSession['tokens']): number {
-  const life = tokens.expiresAt !== undefined && tokens.issuedAt !== undefined ? tokens.expiresAt - tokens.issuedAt : 240_000;
-  return Math.min(60_000, Math.max(0, life / 4));
 }

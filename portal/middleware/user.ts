@@ -58,6 +58,7 @@ export function userMiddleware(resolver: UserResolver, bearer?: BearerAuthentica
       if (user) {
         ctx.state.user = user;
         ctx.state.userId = session.uid;
+        ctx.state.csrf = session.csrf;
       } else {
         // A disabled account: its session ends here, whatever the store still holds.
         ctx.session = null;

@@ -1,0 +1,60 @@
+import { sessionEnded, tokenRefreshDue, touchIntervalMs, type SessionLimits } from '../../lib/sessions/lifetime.ts';
+import type { SessionStore } from '../../lib/sessions/store.ts';
+import type { PortalMiddleware, PortalSession } from '../context.ts';
+import { SESSION_COOKIE, SESSION_ID } from './session.ts';
+import { signedInSession, userFromSession, type UserResolver } from './user.ts';
+
+const MAX_REMEMBERED_SIGNATURES = 20_000;
+const noMore = async () => {};
+
+/**
+ * The hot path: a signed-in request to a child app whose session needs nothing done to it. Such a
+ * request skips the portal's other routes and koa-session's per-request work (loading into a
+ * Session object, hashing it twice to detect changes) and goes straight from the cached session to
+ * the gate and the app. Anything else — no cookie, an old signing key, a session due for a token
+ * refresh or an idle-timeout touch, a bearer token — takes the ordinary path further down, which
+ * handles it completely. The outcome is the same either way; only the cost differs.
+ *
+ * A cookie signature, once verified with the current key, is remembered: the HMAC is recomputed
+ * only for cookies not seen recently.
+ */
+export function fastAppPath(deps: {
+  store: SessionStore;
+  resolver: UserResolver;
+  limits: SessionLimits;
+  dispatch: PortalMiddleware;
+}): PortalMiddleware {
+  const { store, resolver, limits, dispatch } = deps;
+  const touchEvery = touchIntervalMs(limits);
+  const verified = new Map<string, true>();
+
+  return async (ctx, next) => {
+    if (!ctx.path.startsWith('/apps/') || ctx.get('Authorization')) return next();
+    const id = ctx.cookies.get(SESSION_COOKIE, { signed: false });
+    const signature = ctx.cookies.get(`${SESSION_COOKIE}.sig`, { signed: false });
+    if (!id || !signature || !SESSION_ID.test(id)) return next();
+    const remembered = `${id}.${signature}`;
+    if (!verified.has(remembered)) {
+      // Index 0 is the newest key; a cookie signed with an older one goes the ordinary way (re-signed there).
+      const keys = (ctx.cookies as unknown as { keys: { index(data: string, digest: string): number } }).keys;
+      if (keys.index(`${SESSION_COOKIE}=${id}`, signature) !== 0) return next();
+      if (verified.size >= MAX_REMEMBERED_SIGNATURES) verified.clear();
+      verified.set(remembered, true);
+    }
+    const stored = await store.get(id);
+    const data = stored?.data as (PortalSession & { _expire?: number }) | undefined;
+    const session = signedInSession(data);
+    if (!session || !data) return next();
+    const now = Date.now();
+    if ((data._expire !== undefined && data._expire < now) || sessionEnded(session, limits, now)) return next();
+    if (now - (session.seenAt ?? session.authAt) > touchEvery) return next();
+    if (tokenRefreshDue(session.tokens, now)) return next();
+    const user = userFromSession(session, resolver);
+    if (!user) return next();
+    ctx.state.user = user;
+    ctx.state.userId = session.uid;
+    ctx.state.csrf = session.csrf;
+    // The app's own `next` ends here: no other portal route serves /apps/, so an unanswered request is a 404.
+    return dispatch(ctx, noMore);
+  };
+}
