@@ -10,7 +10,11 @@ import type { Realtime } from './realtime.ts';
 import type { Supervisor } from './supervisor.ts';
 
 const DEBOUNCE_MS = 150;
-const SAFETY_RESCAN_MS = 5_000;
+// fs.watch reports changes within milliseconds; this slower rescan only catches events it missed,
+// and stays rare because with a thousand apps a rescan stats every file of every one.
+const SAFETY_RESCAN_MS = 30_000;
+// Without fs.watch, polling is all there is: often enough to keep "about a second" roughly true.
+const POLL_RESCAN_MS = 2_000;
 
 /**
  * The apps the portal serves, kept in step with APPS_DIR while it runs. A change to the folder
@@ -46,13 +50,23 @@ export class LiveApps implements AppRegistry {
 
   start(): void {
     const root = resolve(this.deps.appsDir);
+    let interval = SAFETY_RESCAN_MS;
     try {
       this.watcher = watch(root, { recursive: true }, () => this.schedule());
-      this.watcher.on('error', (err) => this.deps.log.warn({ err }, 'watching APPS_DIR failed; relying on the periodic rescan'));
+      this.watcher.on('error', (err) => {
+        this.deps.log.warn({ err }, 'watching APPS_DIR failed; polling it instead');
+        this.poll(POLL_RESCAN_MS);
+      });
     } catch (err) {
-      this.deps.log.warn({ err, appsDir: root }, 'cannot watch APPS_DIR; relying on the periodic rescan');
+      this.deps.log.warn({ err, appsDir: root }, 'cannot watch APPS_DIR; polling it instead');
+      interval = POLL_RESCAN_MS;
     }
-    this.safety = setInterval(() => this.schedule(), SAFETY_RESCAN_MS);
+    this.poll(interval);
+  }
+
+  private poll(intervalMs: number): void {
+    clearInterval(this.safety);
+    this.safety = setInterval(() => this.schedule(), intervalMs);
     this.safety.unref();
   }
 
