@@ -30,6 +30,19 @@ export function sessionStoreContract(name: string, makeStore: () => SessionStore
     expect(await store.idsBySubject('u2')).toContain(key);
   });
 
+  it('updates a live session but never revives an ended one', async () => {
+    const store = makeStore();
+    const key = id('u');
+    expect(await store.update(key, { v: 0 }, 60_000, { subject: null })).toBe(false);
+    expect(await store.get(key)).toBeUndefined();
+    await store.set(key, { v: 1 }, 60_000, { subject: 'upd' });
+    expect(await store.update(key, { v: 2 }, 60_000, { subject: 'upd' })).toBe(true);
+    expect((await store.get(key))?.data).toEqual({ v: 2 });
+    await store.destroy(key);
+    expect(await store.update(key, { v: 3 }, 60_000, { subject: 'upd' })).toBe(false);
+    expect(await store.get(key)).toBeUndefined();
+  });
+
   it('forgets a destroyed session', async () => {
     const store = makeStore();
     const key = id('c');

@@ -53,6 +53,18 @@ export class CachedSessionStore implements SessionStore {
     this.publish?.({ kind: 'changed', ids: [id] });
   }
 
+  async update(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<boolean> {
+    const updated = await this.inner.update(id, data, ttlMs, index);
+    const now = Date.now();
+    if (updated) {
+      this.remember(id, { data, expiresAt: now + ttlMs }, now);
+      this.publish?.({ kind: 'changed', ids: [id] });
+    } else {
+      this.entries.delete(id);
+    }
+    return updated;
+  }
+
   /** Hears about every session this process ends (logout, revocation), e.g. to close its sockets. */
   onEnded(listener: (ids: string[]) => void): void {
     this.endedListeners.push(listener);

@@ -26,10 +26,23 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async set(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<void> {
-    const expiresAt = Date.now() + ttlMs;
     const ttl = Math.max(1, Math.ceil(ttlMs));
-    const multi = this.redis.multi().set(sessionKey(id), JSON.stringify({ data, expiresAt }), 'PX', ttl);
-    // Index sets live as long as their longest session.
+    await this.redis.set(sessionKey(id), JSON.stringify({ data, expiresAt: Date.now() + ttlMs }), 'PX', ttl);
+    await this.indexSession(id, ttl, index);
+  }
+
+  async update(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<boolean> {
+    const ttl = Math.max(1, Math.ceil(ttlMs));
+    // XX: only if the key still exists — an ended session stays ended.
+    const done = await this.redis.set(sessionKey(id), JSON.stringify({ data, expiresAt: Date.now() + ttlMs }), 'PX', ttl, 'XX');
+    if (done !== 'OK') return false;
+    await this.indexSession(id, ttl, index);
+    return true;
+  }
+
+  /** Index sets live as long as their longest session. */
+  private async indexSession(id: string, ttl: number, index: SessionIndex): Promise<void> {
+    const multi = this.redis.multi();
     if (index.subject) multi.sadd(subjectKey(index.subject), id).pexpire(subjectKey(index.subject), ttl, 'GT').pexpire(subjectKey(index.subject), ttl, 'NX');
     if (index.idpSid) multi.sadd(idpKey(index.idpSid), id).pexpire(idpKey(index.idpSid), ttl, 'GT').pexpire(idpKey(index.idpSid), ttl, 'NX');
     await multi.exec();

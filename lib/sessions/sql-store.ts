@@ -30,6 +30,17 @@ export class SqlSessionStore implements SessionStore {
     else await insert.onConflict((oc) => oc.column('id').doUpdateSet(update)).execute();
   }
 
+  async update(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<boolean> {
+    const now = Date.now();
+    const result = await this.db
+      .updateTable('sessions')
+      .set({ user_sub: index.subject, idp_sid: index.idpSid ?? null, data: JSON.stringify(data), expires_at: now + ttlMs })
+      .where('id', '=', id)
+      .where('expires_at', '>', now)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
   async destroy(id: string): Promise<void> {
     await this.db.deleteFrom('sessions').where('id', '=', id).execute();
   }

@@ -23,6 +23,11 @@ export interface SessionStore {
    * the provider's session id (`idpSid`, for back-channel logout).
    */
   set(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<void>;
+  /**
+   * Replaces a session only while it still exists (and has not expired); false when it is gone.
+   * Edits use this, so a request that was in flight when a session ended cannot bring it back.
+   */
+  update(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<boolean>;
   destroy(id: string): Promise<void>;
   /** Ends every session of one user (logout everywhere, a disabled account); returns how many. */
   destroyBySubject(subject: string): Promise<number>;

@@ -4,6 +4,20 @@ import session from 'koa-session';
 import type { SessionStore } from '../../lib/sessions/store.ts';
 
 export const SESSION_COOKIE = 'atrium.sid';
+
+type WithTokens = Record<string, unknown> & { tokens?: { issuedAt?: number }; tokenLevel?: unknown };
+
+/**
+ * A request that began before a token refresh saves its older copy of the session when it ends;
+ * it must not put back tokens older than those another request already saved (a rotated refresh
+ * token is one the provider will treat as stolen).
+ */
+function newestTokens(mine: Record<string, unknown>, stored: Record<string, unknown> | undefined): Record<string, unknown> {
+  const current = stored as WithTokens | undefined;
+  const ours = (mine as WithTokens).tokens?.issuedAt ?? 0;
+  const theirs = current?.tokens?.issuedAt;
+  return theirs !== undefined && theirs > ours ? { ...mine, tokens: current!.tokens, tokenLevel: current!.tokenLevel } : mine;
+}
 export const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
 
 /**
@@ -30,11 +44,12 @@ export function sessionMiddleware(app: Koa<any, any>, store: SessionStore, optio
           // A well-signed cookie with a malformed id is still not worth a database round trip.
           return SESSION_ID.test(key) ? (await store.get(key))?.data : undefined;
         },
-        async set(key: string, sess: Record<string, unknown>, maxAge: number) {
-          await store.set(key, sess, maxAge, {
-            subject: typeof sess.sub === 'string' ? sess.sub : null,
-            idpSid: typeof sess.idpSid === 'string' ? sess.idpSid : null,
-          });
+        async set(key: string, sess: Record<string, unknown>, maxAge: number, options?: { changed?: boolean }) {
+          const index = { subject: typeof sess.sub === 'string' ? sess.sub : null, idpSid: typeof sess.idpSid === 'string' ? sess.idpSid : null };
+          // A sign-in (regenerate) creates the session. Any other save only edits one that still
+          // exists, so a request in flight when it ended (logout, revocation) cannot revive it.
+          if (!options?.changed) return store.set(key, sess, maxAge, index);
+          await store.update(key, newestTokens(sess, (await store.get(key))?.data), maxAge, index);
         },
         async destroy(key: string) {
           await store.destroy(key);
