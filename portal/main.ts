@@ -71,6 +71,9 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
+  // Many apps share this process: one app's stray rejection or exception is logged, not fatal to all.
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (an app or a library did not catch it)'));
+  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception (an app or a library did not catch it)'));
   let running: RunningPortal;
   try {
     running = await startPortal(config, log);

@@ -15,7 +15,7 @@ export interface UpstreamTarget {
 }
 
 const IDENTITY_PREFIX = 'x-atrium-';
-const FORWARDED = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-prefix', 'forwarded'];
+const FORWARDED = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-prefix', 'x-forwarded-port', 'x-forwarded-server', 'x-real-ip', 'forwarded'];
 
 /**
  * Reverse proxy for apps that run in their own process (http-proxy-3), for HTTP and websocket
@@ -42,7 +42,12 @@ export class UpstreamProxy {
     req.url = `${rest}${url.search}`;
     const headers = req.headers;
     const clientIp = req.socket.remoteAddress ?? '';
-    for (const name of Object.keys(headers)) if (name.startsWith(IDENTITY_PREFIX) || FORWARDED.includes(name)) delete headers[name];
+    for (const name of Object.keys(headers)) {
+      // CGI, WSGI and Rack read X_Atrium_User as X-Atrium-User: compare the dashed form. A bearer
+      // token was the portal's to check; the upstream gets the assertion instead.
+      const canonical = name.replace(/_/g, '-');
+      if (canonical.startsWith(IDENTITY_PREFIX) || FORWARDED.includes(canonical) || canonical === 'authorization') delete headers[name];
+    }
     stripPortalCookies(headers);
     const proto = this.publicUrl.protocol.replace(':', '');
     Object.assign(headers, {

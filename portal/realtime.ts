@@ -64,11 +64,22 @@ export class Realtime {
         },
       );
     });
+    // An app's socket handlers run in socket.io's own ticks: one throwing would take the whole
+    // process down. Each admitted socket's listeners are guarded: a failing handler is logged and
+    // closes that socket only.
+    nsp.use((socket, next) => {
+      guardListeners(socket, app.prefix, this.log);
+      next();
+    });
     try {
       app.realtime(nsp);
     } catch (err) {
       this.log.error({ err, app: app.prefix }, 'the app’s realtime hook failed; its namespace refuses connections');
       nsp.use((_socket, next) => next(new Error('unavailable')));
+    }
+    for (const listener of nsp.listeners('connection') as ((socket: Socket) => unknown)[]) {
+      nsp.off('connection', listener);
+      nsp.on('connection', (socket: Socket) => guarded(() => listener(socket), socket, app.prefix, 'connection', this.log));
     }
     this.namespaces.set(app.prefix, { app, nsp });
   }
@@ -147,4 +158,24 @@ export class Realtime {
     for (const nsp of this.io._nsps.values()) nsp.local.disconnectSockets(true);
     this.io.engine?.close();
   }
+}
+
+/** Runs an app's handler; an exception or rejection is logged and closes the socket, nothing more. */
+function guarded(run: () => unknown, socket: Socket, prefix: string, event: string, log: Logger): void {
+  const fail = (err: unknown) => {
+    log.error({ err, app: prefix, event }, 'a socket handler failed; that socket is closed');
+    socket.disconnect(true);
+  };
+  try {
+    const result = run();
+    if (result instanceof Promise) result.catch(fail);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+function guardListeners(socket: Socket, prefix: string, log: Logger): void {
+  const on = socket.on.bind(socket);
+  socket.on = ((event: string, listener: (...args: unknown[]) => unknown) =>
+    on(event, (...args: unknown[]) => guarded(() => listener(...args), socket, prefix, event, log))) as Socket['on'];
 }

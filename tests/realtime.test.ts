@@ -17,6 +17,8 @@ export default {
     nsp.on('connection', (socket) => {
       socket.on('whoami', (ack) => ack({ app: ${JSON.stringify(name)}, user: socket.data.user }));
       socket.on('echo', (value, ack) => ack(value));
+      socket.on('parse', (text) => JSON.parse(text)); // a bug: throws on bad input
+      socket.on('reject', async () => { throw new Error('async bug'); });
     });
   },
 };
@@ -146,6 +148,23 @@ describe('hostile handshakes', () => {
     // Garbage frames and a garbage engine.io query are refused politely.
     const junk = await fetch(`${portal.origin}/socket.io/?EIO=9&transport=carrier-pigeon`);
     expect(junk.status).toBe(400);
+    expect((await fetch(`${portal.origin}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('a buggy app handler', () => {
+  it('closes only the socket that triggered it; the portal and other sockets carry on', async () => {
+    const cookie = cookieHeader(agents.get('devel@example.com')!);
+    for (const event of ['parse', 'reject']) {
+      const victim = await connect(portal.origin, NAMESPACES.ea, cookie);
+      const bystander = await connect(portal.origin, NAMESPACES.ea, cookie);
+      if (!victim.ok || !bystander.ok) throw new Error('expected sockets');
+      const gone = disconnected(victim.socket, 2_000);
+      victim.socket.emit(event, 'not json');
+      expect(await gone).toBeLessThan(2_000);
+      expect(await bystander.socket.timeout(2000).emitWithAck('echo', 'still here')).toBe('still here');
+      bystander.socket.close();
+    }
     expect((await fetch(`${portal.origin}/healthz`)).status).toBe(200);
   });
 });

@@ -47,6 +47,9 @@ const SPOOFED = {
   'X-Forwarded-Prefix': '/evil',
   'X-Forwarded-Host': 'evil.example',
   'X-Forwarded-For': '6.6.6.6',
+  X_Atrium_Groups: 'admin',
+  'X-Real-IP': '6.6.6.6',
+  'X-Forwarded-Port': '1',
 };
 
 describe('HTTP to an upstream app', () => {
@@ -66,6 +69,9 @@ describe('HTTP to an upstream app', () => {
     expect(headers['x-atrium-groups']).toBe('ea,stable');
     expect(headers['x-atrium-user']).not.toBe('admin-sub');
     expect(headers['x-atrium-anything']).toBeUndefined();
+    expect(headers.x_atrium_groups).toBeUndefined();
+    expect(headers['x-real-ip']).toBeUndefined();
+    expect(headers['x-forwarded-port']).toBeUndefined();
     expect(JSON.parse(Buffer.from(headers['x-atrium-profile'], 'base64url').toString())).toEqual({});
     expect(headers.cookie).toBe('app_cookie=kept');
     expect(JSON.stringify(headers)).not.toContain('atrium.sid');
@@ -87,6 +93,18 @@ describe('HTTP to an upstream app', () => {
     const forged = `${h}.${Buffer.from(JSON.stringify({ ...decodeJwt(assertion), level: 'admin' })).toString('base64url')}.${sig}`;
     void p;
     await expect(jwtVerify(forged, keys, { issuer: portal.origin, audience: `${portal.origin}/apps/ea/echo` })).rejects.toThrow();
+  });
+
+  it('never forwards the caller’s bearer token', async () => {
+    const { tokens } = JSON.parse(
+      (await portal.portal.database.db.selectFrom('sessions').select('data').where('id', '=', ea.cookie('atrium.sid')!.value).executeTakeFirstOrThrow()).data,
+    );
+    const r = await fetch(`${portal.origin}/apps/ea/echo/`, { headers: { Authorization: `Bearer ${tokens.access}`, Accept: 'application/json' } });
+    expect(r.status).toBe(200);
+    const { headers } = (await r.json()) as { headers: Record<string, string> };
+    expect(headers.authorization).toBeUndefined();
+    expect(headers['x-atrium-level']).toBe('ea');
+    expect(headers['x-atrium-assertion']).toMatch(/^eyJ/);
   });
 
   it('gates upstream apps like any other', async () => {

@@ -35,6 +35,8 @@ export class TokenVerifier {
   constructor(private readonly source: VerifierSource) {}
 
   async verifyAccessToken(token: string, audience: string | undefined): Promise<JWTPayload> {
+    // Without an audience, an ID token or a token meant for another API of the same tenant would pass.
+    if (!audience) throw invalidToken('bearer tokens are accepted only when OIDC_AUDIENCE is set');
     const now = Math.floor(Date.now() / 1000);
     const cached = this.verified.get(token);
     if (cached && typeof cached.exp === 'number' && cached.exp + CLOCK_TOLERANCE_S > now) return cached;
@@ -44,7 +46,7 @@ export class TokenVerifier {
     try {
       ({ payload } = await jwtVerify(token, await this.source.keys(), {
         issuer: await this.source.issuer(),
-        ...(audience ? { audience } : {}),
+        audience,
         algorithms: ALLOWED_ALGORITHMS,
         clockTolerance: CLOCK_TOLERANCE_S,
         requiredClaims: ['exp', 'sub'],
