@@ -24,6 +24,8 @@ export function safeReturnTo(value: unknown): string {
   }
   if (url.origin !== BASE) return '/';
   const path = `${url.pathname}${url.search}${url.hash}`;
+  // The parser resolves dot segments: "/.//evil.example" becomes "//evil.example". Check again.
+  if (!isPlainLocalPath(path)) return '/';
   return AUTH_ROUTES.test(url.pathname) ? '/' : path;
 }
 

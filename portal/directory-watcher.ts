@@ -14,6 +14,7 @@ export class DirectoryWatcher {
   private revision: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  private chain: Promise<void> = Promise.resolve();
   private readonly listeners: (() => void)[] = [];
 
   constructor(
@@ -36,29 +37,40 @@ export class DirectoryWatcher {
     clearInterval(this.timer);
   }
 
-  /** Rebuilds now (after a write in this process), so the next request sees the change. */
-  async refresh(): Promise<void> {
-    this.revision = await readRevision(this.deps.database);
-    await this.deps.access.reload(this.deps.database);
-    await this.deps.profiles.refresh(this.deps.database);
-    for (const listener of this.listeners) listener();
+  /**
+   * Reloads run one after another: a poll that read the database before an admin's write must not
+   * finish after that write's refresh and put the old picture back.
+   */
+  private serial(work: () => Promise<void>): Promise<void> {
+    const run = this.chain.then(work, work);
+    this.chain = run.catch(() => undefined);
+    return run;
   }
 
-  private async poll(): Promise<void> {
+  /** Rebuilds now (after a write in this process), so the next request sees the change. */
+  refresh(): Promise<void> {
+    return this.serial(async () => {
+      const revision = await readRevision(this.deps.database);
+      await this.deps.access.reload(this.deps.database);
+      this.revision = revision;
+      await this.deps.profiles.refresh(this.deps.database);
+      for (const listener of this.listeners) listener();
+    });
+  }
+
+  private poll(): Promise<void> {
     // One poll at a time: a slow database must not stack them up.
-    this.running ??= (async () => {
-      try {
-        const revision = await readRevision(this.deps.database);
-        if (revision !== this.revision) {
-          this.revision = revision;
-          await this.deps.access.reload(this.deps.database);
-          for (const listener of this.listeners) listener();
-        }
-        await this.deps.profiles.refresh(this.deps.database);
-      } finally {
-        this.running = undefined;
+    this.running ??= this.serial(async () => {
+      const revision = await readRevision(this.deps.database);
+      if (revision !== this.revision) {
+        await this.deps.access.reload(this.deps.database);
+        this.revision = revision;
+        for (const listener of this.listeners) listener();
       }
-    })();
+      await this.deps.profiles.refresh(this.deps.database);
+    }).finally(() => {
+      this.running = undefined;
+    });
     return this.running;
   }
 }

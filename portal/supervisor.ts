@@ -6,6 +6,8 @@ const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 30_000;
 const HEALTHY_AFTER_MS = 30_000;
 const STOP_GRACE_MS = 5_000;
+/** The portal's secrets stay out of app processes (defence in depth: real isolation needs another user). */
+const PORTAL_SECRETS = new Set(['SESSION_SECRET', 'OIDC_CLIENT_SECRET', 'IDP_HOOK_SECRET', 'DATABASE_URL', 'REDIS_URL']);
 
 interface Supervised {
   command: string;
@@ -56,7 +58,7 @@ export class Supervisor {
       shell: true,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PORT: String(entry.port) },
+      env: { ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !PORTAL_SECRETS.has(name))), PORT: String(entry.port) },
     });
     entry.child = child;
     log.info({ pid: child.pid, command: entry.command, port: entry.port }, 'app process started');

@@ -49,5 +49,7 @@ export function identityFromClaims(claims: Record<string, unknown>): ProviderCla
   const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
   const sub = text(claims.sub);
   if (!sub) throw new TypeError('the ID token has no subject');
-  return { sub, email: text(claims.email), name: text(claims.name), picture: text(claims.picture) };
+  // An address the provider says it has not verified is not one the directory can match people by.
+  const email = claims.email_verified === false ? null : text(claims.email);
+  return { sub, email, name: text(claims.name), picture: text(claims.picture) };
 }

@@ -144,15 +144,18 @@ export class RelyingParty {
   }
 
   /**
-   * Trades the refresh token for new tokens. A refusal by the provider (revoked, expired, reused)
-   * is a 401: the session is over. Anything else (provider down) is a 502: the session may live on.
+   * Trades the refresh token for new tokens. The provider refusing the grant (revoked, expired,
+   * reused) is a 401: the session is over. Anything else (provider down) is a 502: the session may
+   * live on while its access token does.
    */
   async refresh(refreshToken: string): Promise<TokenSet> {
     const config = await this.config();
     try {
       return toTokenSet(await client.refreshTokenGrant(config, refreshToken));
     } catch (err) {
-      if (err instanceof client.ResponseBodyError || err instanceof client.ClientError) {
+      // Only the provider's verdict on this grant ends a session; a 5xx, a 429, an HTML error page
+      // or a timeout is an outage, and the session may outlive it.
+      if (err instanceof client.ResponseBodyError && (err.error === 'invalid_grant' || err.error === 'unauthorized_client')) {
         throw new UnauthenticatedError('Your session has ended; please sign in again.', { cause: err, code: 'session_expired' });
       }
       throw new UpstreamError('The identity provider did not answer the token refresh.', { cause: err, code: 'idp_error' });

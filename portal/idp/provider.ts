@@ -1,4 +1,5 @@
-import { createHmac } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { initSetting } from '../../lib/db/settings.ts';
 import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Config } from '../../lib/config.ts';
 import type { Database } from '../../lib/db/schema.ts';
@@ -25,13 +26,6 @@ export interface EmbeddedProvider {
   publicJwks: { keys: JWK[] };
 }
 
-/**
- * The portal's first-party client secret, derived from the session key so every instance (and every
- * restart) agrees on it without storing another secret.
- */
-function firstPartySecret(sessionKeys: string[]): string {
-  return createHmac('sha256', sessionKeys[0] as string).update('atrium:idp:first-party-client').digest('base64url');
-}
 
 /**
  * The embedded OpenID provider (oidc-provider), used when no OIDC_ISSUER is configured: local
@@ -51,7 +45,9 @@ export async function createEmbeddedProvider(deps: {
   const origin = config.publicUrl.origin;
   const issuer = new URL(`${origin}${EMBEDDED_PREFIX}`);
   const audience = config.oidc.audience ?? origin;
-  const client = { id: config.oidc.clientId, secret: firstPartySecret(sessionKeys) };
+  // Generated once and kept with the provider's keys, so every instance agrees on it, whatever
+  // happens to SESSION_SECRET (a rolling key rotation must not break sign-in).
+  const client = { id: config.oidc.clientId, secret: await initSetting(database, 'idp_client_secret', randomBytes(32).toString('base64url')) };
 
   const jwks = await loadSigningKeys(database);
   const publicJwks = { keys: jwks.keys.map(({ d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub }) => pub) };

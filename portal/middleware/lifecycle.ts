@@ -49,10 +49,14 @@ export function sessionLifecycle(deps: {
             : null,
         });
       } catch (err) {
-        if (!(err instanceof AtriumError) || err.status !== 401) throw err;
-        log.info({ sub: session.sub }, 'token refresh refused; session ended');
-        ctx.session = null;
-        return next();
+        if (err instanceof AtriumError && err.status === 401) {
+          log.info({ sub: session.sub }, 'token refresh refused; session ended');
+          ctx.session = null;
+          return next();
+        }
+        // The provider is down: carry on while the access token is still valid, try again next time.
+        if (tokens.expiresAt !== undefined && tokens.expiresAt > now) log.warn({ err, sub: session.sub }, 'token refresh failed; will retry');
+        else throw err;
       }
     }
     if (now - (session.seenAt ?? session.authAt) > touchEvery) (ctx.session as unknown as PortalSession).seenAt = now;

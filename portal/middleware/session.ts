@@ -25,8 +25,8 @@ export const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
  * signed id. The session is saved only when it changes, so an ordinary request costs one (cached)
  * store read and no write.
  */
-export function sessionMiddleware(app: Koa<any, any>, store: SessionStore, options: { maxAgeMs: number; secure: boolean }) {
-  return session(
+export function sessionMiddleware(app: Koa<any, any>, store: SessionStore, options: { maxAgeMs: number; secure: boolean }): Koa.Middleware {
+  const middleware = session(
     {
       key: SESSION_COOKIE,
       maxAge: options.maxAgeMs,
@@ -58,4 +58,12 @@ export function sessionMiddleware(app: Koa<any, any>, store: SessionStore, optio
     },
     app,
   );
+  // A proxied response is already on its way when koa-session saves; the store write still
+  // happens, only re-sending the unchanged id cookie is skipped (it would throw ERR_HTTP_HEADERS_SENT).
+  return (ctx, next) => {
+    const cookies = ctx.cookies;
+    const set = cookies.set.bind(cookies);
+    cookies.set = ((...args: Parameters<typeof set>) => (ctx.res.headersSent ? cookies : set(...args))) as typeof cookies.set;
+    return middleware(ctx, next);
+  };
 }
