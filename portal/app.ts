@@ -139,7 +139,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   // Apps: in-process ones, upstream ones behind the proxy, their sockets, kept live from APPS_DIR.
   const limits = { idleMs: config.sessionIdleSeconds * 1000, lifetimeMs: config.sessionLifetimeSeconds * 1000 };
   const reader = new SessionReader(app, sessions, resolver, limits);
-  const realtime = new Realtime(reader, log, cluster?.socketAdapter());
+  const realtime = new Realtime(reader, log, origin, cluster?.socketAdapter());
   const assertions = await AssertionSigner.load(database, origin);
   const proxy = new UpstreamProxy(assertions, config.publicUrl, log);
   const supervisor = new Supervisor(log);
@@ -243,7 +243,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     seededDemo,
     attach(server) {
       realtime.attach(server);
-      server.on('upgrade', upgradeHandler({ table: apps, reader, proxy, log }));
+      server.on('upgrade', upgradeHandler({ table: apps, reader, proxy, realtime, publicOrigin: origin, log }));
     },
     async close() {
       clearInterval(sweep);

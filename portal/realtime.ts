@@ -1,7 +1,8 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server, type Namespace, type ServerOptions, type Socket } from 'socket.io';
 import type { LoadedApp } from '../lib/apps/discovery.ts';
-import { decide } from '../lib/gate.ts';
+import type { Duplex } from 'node:stream';
+import { decide, type GatedApp } from '../lib/gate.ts';
 import type { Logger } from '../lib/log.ts';
 import type { SessionIdentity, SessionReader } from './session-reader.ts';
 
@@ -23,11 +24,14 @@ interface SocketData extends Partial<SessionIdentity> {}
 export class Realtime {
   readonly io: Server;
   private readonly namespaces = new Map<string, { app: LoadedApp; nsp: Namespace }>();
+  /** Websockets proxied to upstream apps: held to the same revocation rules as socket.io. */
+  private readonly tunnels = new Map<Duplex, { sessionId: string; app: GatedApp & { prefix: string } }>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly reader: SessionReader,
     private readonly log: Logger,
+    private readonly publicOrigin: string,
     adapter?: ServerOptions['adapter'],
   ) {
     this.io = new Server({
@@ -96,6 +100,9 @@ export class Realtime {
   }
 
   private async admit(socket: Socket, app: LoadedApp): Promise<string | undefined> {
+    // Cookies are SameSite=Lax, which a sibling subdomain's page still gets: check where the page is from.
+    const origin = socket.handshake.headers.origin;
+    if (origin !== undefined && origin !== this.publicOrigin) return 'forbidden';
     const identity = await this.reader.read(socket.request);
     if (!identity) return 'unauthenticated';
     const decision = decide(identity.user, app);
@@ -107,9 +114,16 @@ export class Realtime {
     return undefined;
   }
 
+  /** Holds a proxied upstream websocket to the same rules; it is closed when its session or access ends. */
+  trackTunnel(socket: Duplex, sessionId: string, app: GatedApp & { prefix: string }): void {
+    this.tunnels.set(socket, { sessionId, app });
+    socket.once('close', () => this.tunnels.delete(socket));
+  }
+
   /** Disconnects every socket of these sessions (logout, revocation in this process). */
   endSessions(ids: string[]): void {
     const ended = new Set(ids);
+    for (const [socket, tunnel] of this.tunnels) if (ended.has(tunnel.sessionId)) socket.destroy();
     for (const { nsp } of this.namespaces.values()) {
       for (const socket of nsp.sockets.values()) {
         if (ended.has((socket.data as SocketData).sessionId ?? '')) socket.disconnect(true);
@@ -146,6 +160,11 @@ export class Realtime {
         data.session = identity.session;
       }
     }
+    for (const [socket, tunnel] of this.tunnels) {
+      if (!checked.has(tunnel.sessionId)) checked.set(tunnel.sessionId, await this.reader.readById(tunnel.sessionId));
+      const identity = checked.get(tunnel.sessionId);
+      if (!identity || !decide(identity.user, tunnel.app).allowed) socket.destroy();
+    }
   }
 
   /**
@@ -156,6 +175,7 @@ export class Realtime {
     clearInterval(this.timer);
     // Local only: with the Redis adapter a plain disconnectSockets would reach every instance.
     for (const nsp of this.io._nsps.values()) nsp.local.disconnectSockets(true);
+    for (const socket of this.tunnels.keys()) socket.destroy();
     this.io.engine?.close();
   }
 }

@@ -6,6 +6,7 @@ import type { Logger } from '../lib/log.ts';
 import { assertSafePath } from '../lib/paths.ts';
 import type { AppTable } from './dispatch.ts';
 import { refuseUpgrade, type UpstreamProxy } from './proxy.ts';
+import type { Realtime } from './realtime.ts';
 import type { SessionReader } from './session-reader.ts';
 
 const SOCKET_IO = '/socket.io/';
@@ -15,8 +16,8 @@ const SOCKET_IO = '/socket.io/';
  * same path checks and gate as HTTP. A refused upgrade gets a plain 400/401/403/404 answer and the
  * socket is closed; nothing reaches the app.
  */
-export function upgradeHandler(deps: { table: AppTable; reader: SessionReader; proxy: UpstreamProxy; log: Logger }) {
-  const { table, reader, proxy, log } = deps;
+export function upgradeHandler(deps: { table: AppTable; reader: SessionReader; proxy: UpstreamProxy; realtime: Realtime; publicOrigin: string; log: Logger }) {
+  const { table, reader, proxy, realtime, publicOrigin, log } = deps;
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const raw = req.url ?? '/';
     if (raw.startsWith(SOCKET_IO)) return; // socket.io's own listener answers these
@@ -34,6 +35,9 @@ export function upgradeHandler(deps: { table: AppTable; reader: SessionReader; p
         refuseUpgrade(socket, 400, 'Bad Request', JSON.stringify({ error: (err as AtriumError).code }));
         return;
       }
+      // A page on another origin (even a same-site sibling, which Lax cookies reach) may not open one.
+      const origin = req.headers.origin;
+      if (origin !== undefined && origin !== publicOrigin) return refuseUpgrade(socket, 403, 'Forbidden', JSON.stringify({ error: 'cross_origin' }));
       const [, apps, tier, name] = path.split('/');
       const app = apps === 'apps' && tier && name ? table.get(tier, name) : undefined;
       // Identity first, as for HTTP: an anonymous client learns nothing about which apps exist.
@@ -43,6 +47,7 @@ export function upgradeHandler(deps: { table: AppTable; reader: SessionReader; p
       const decision = decide(identity.user, app);
       if (!decision.allowed) return refuseUpgrade(socket, 403, 'Forbidden', JSON.stringify({ error: 'forbidden', needed: app.tier, level: identity.user.level }));
       await proxy.upgrade(req, socket, head, { prefix: app.prefix, upstream: app.upstream }, identity.user, path);
+      realtime.trackTunnel(socket, identity.sessionId, app);
     }
   };
 }

@@ -119,6 +119,14 @@ describe('hostile handshakes', () => {
     expect(await connect(portal.origin, NAMESPACES.stable, cookieHeader(ended))).toEqual({ ok: false, message: 'unauthenticated' });
   });
 
+  it('refuses a handshake from a page on another origin, accepts one from the portal’s', async () => {
+    const cookie = cookieHeader(agents.get('ea@example.com')!);
+    expect(await connect(portal.origin, NAMESPACES.ea, cookie, ['websocket'], { Origin: 'https://evil.example' })).toEqual({ ok: false, message: 'forbidden' });
+    const own = await connect(portal.origin, NAMESPACES.ea, cookie, ['websocket'], { Origin: portal.origin });
+    expect(own.ok).toBe(true);
+    if (own.ok) own.socket.close();
+  });
+
   it('refuses the root namespace, unknown namespaces and path tricks', async () => {
     const cookie = cookieHeader(agents.get('ea@example.com')!);
     expect(await connect(portal.origin, '/', cookie)).toEqual({ ok: false, message: 'forbidden' });

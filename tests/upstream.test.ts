@@ -150,9 +150,9 @@ describe('the supervised process', () => {
 
 describe('websocket upgrades', () => {
   const wsUrl = (path: string) => portal.origin.replace('http', 'ws') + path;
-  const open = (path: string, cookie?: string) =>
+  const open = (path: string, cookie?: string, headers: Record<string, string> = {}) =>
     new Promise<{ opened: boolean; status?: number; first?: string; ws: WebSocket }>((resolve) => {
-      const ws = new WebSocket(wsUrl(path), { headers: cookie ? { Cookie: cookie } : {} });
+      const ws = new WebSocket(wsUrl(path), { headers: { ...headers, ...(cookie ? { Cookie: cookie } : {}) } });
       ws.once('message', (data) => resolve({ opened: true, first: data.toString(), ws }));
       ws.once('unexpected-response', (_req, res) => {
         resolve({ opened: false, status: res.statusCode, ws });
@@ -169,6 +169,25 @@ describe('websocket upgrades', () => {
     result.ws.send('ping');
     expect(await reply).toBe('echo:ping');
     result.ws.close();
+  });
+
+  it('refuses an upgrade from another origin', async () => {
+    const result = await open('/apps/ea/echo/socket', cookieHeader(ea), { Origin: 'https://evil.example' });
+    expect(result).toMatchObject({ opened: false, status: 403 });
+  });
+
+  it('closes a proxied websocket within about a second of logout', async () => {
+    const agent = new Agent(portal.origin);
+    await agent.login('ea@example.com', DEMO_PASSWORD);
+    const result = await open('/apps/ea/echo/socket', cookieHeader(agent));
+    expect(result.opened).toBe(true);
+    const closed = new Promise<number>((resolve) => {
+      const started = Date.now();
+      result.ws.once('close', () => resolve(Date.now() - started));
+    });
+    const csrf = await agent.csrfToken();
+    expect((await agent.request('POST', '/logout', { form: { _csrf: csrf } })).status).toBe(303);
+    expect(await closed).toBeLessThan(1_500);
   });
 
   it('refuses hostile upgrades with 4xx and closes the socket', async () => {

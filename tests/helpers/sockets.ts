@@ -8,14 +8,14 @@ export function cookieHeader(agent: Agent): string {
 export type ConnectResult = { ok: true; socket: Socket } | { ok: false; message: string };
 
 /** Connects to a namespace with a browser's cookies; resolves on connect or connect_error. */
-export function connect(origin: string, namespace: string, cookie?: string, transports: ('websocket' | 'polling')[] = ['websocket']): Promise<ConnectResult> {
+export function connect(origin: string, namespace: string, cookie?: string, transports: ('websocket' | 'polling')[] = ['websocket'], headers: Record<string, string> = {}): Promise<ConnectResult> {
   const socket = io(`${origin}${namespace}`, {
     path: '/socket.io/',
     transports,
     reconnection: false,
     forceNew: true,
     timeout: 5_000,
-    extraHeaders: cookie ? { Cookie: cookie } : {},
+    extraHeaders: { ...headers, ...(cookie ? { Cookie: cookie } : {}) },
   });
   return new Promise((resolve) => {
     socket.once('connect', () => resolve({ ok: true, socket }));
