@@ -134,6 +134,8 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   const app = new Koa<PortalState>();
   app.keys = sessionKeys;
   app.proxy = config.secureCookies;
+  // Behind one TLS proxy: trust only the address it adds, not what the client put before it.
+  app.maxIpsCount = 1;
   app.silent = true;
 
   // Apps: in-process ones, upstream ones behind the proxy, their sockets, kept live from APPS_DIR.

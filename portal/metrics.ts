@@ -60,7 +60,9 @@ export class Metrics {
   route(): PortalMiddleware {
     return async (ctx, next) => {
       if (ctx.path !== '/metrics') return next();
-      if (!LOOPBACK.has(ctx.ip) && ctx.state.user?.level !== 'admin') throw new ForbiddenError('Metrics are for the local host and administrators.', {}, 'metrics_forbidden');
+      // Local means the connection itself is local and no proxy forwarded it on someone's behalf.
+      const local = LOOPBACK.has(ctx.req.socket.remoteAddress ?? '') && !ctx.get('X-Forwarded-For') && !ctx.get('Forwarded');
+      if (!local && ctx.state.user?.level !== 'admin') throw new ForbiddenError('Metrics are for the local host and administrators.', {}, 'metrics_forbidden');
       ctx.set('Cache-Control', 'no-store');
       ctx.type = this.registry.contentType;
       ctx.body = await this.registry.metrics();

@@ -197,5 +197,9 @@ describe('operations endpoints', () => {
     expect(text).toContain('atrium_http_requests_total{area="apps",status="2xx"}');
     expect(text).toContain('atrium_apps_mounted 4');
     expect(text).toContain('atrium_process_resident_memory_bytes');
+    // Forwarded by a proxy on someone's behalf, it is not "local": only an admin may read it.
+    expect((await fetch(`${portal.origin}/metrics`, { headers: { 'X-Forwarded-For': '10.1.2.3' } })).status).toBe(403);
+    expect((await agents.get('ea@example.com')!.get('/metrics', { 'X-Forwarded-For': '10.1.2.3', Accept: 'application/json' })).status).toBe(403);
+    expect((await agents.get('admin@example.com')!.get('/metrics', { 'X-Forwarded-For': '10.1.2.3' })).status).toBe(200);
   });
 });

@@ -176,4 +176,11 @@ describe('password guessing', () => {
     // Another account is unaffected.
     expect((await new Agent(portal.origin).login('ea@example.com', DEMO_PASSWORD)).status).toBe(200);
   });
+
+  it('holds against parallel guesses too', async () => {
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => new Agent(portal.origin).login('devel@example.com', `parallel-${i}`)));
+    const statuses = results.map((r) => r.status);
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(10);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(10);
+  });
 });

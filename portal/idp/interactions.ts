@@ -64,7 +64,7 @@ export function interactionRoutes(deps: { provider: Provider; users: UserDirecto
     const email = typeof body.email === 'string' ? body.email.trim().slice(0, 320) : '';
     const password = typeof body.password === 'string' ? body.password.slice(0, 1024) : '';
     const address = ctx.ip;
-    const wait = await throttle.retryAfter(address, email);
+    const wait = await throttle.attempt(address, email);
     if (wait > 0) {
       ctx.status = 429;
       ctx.set('Retry-After', String(wait));
@@ -76,13 +76,12 @@ export function interactionRoutes(deps: { provider: Provider; users: UserDirecto
     // verifyPassword runs even without an account, so a wrong email costs the same time as a wrong password.
     const ok = (await verifyPassword(password, account?.passwordHash)) && account !== undefined && !account.disabled;
     if (!ok) {
-      await throttle.failed(address, email);
       ctx.status = 401;
       ctx.type = 'html';
       ctx.body = renderLogin(details.uid, { email, error: 'That email and password do not match an active account.' });
       return;
     }
-    await throttle.succeeded(email);
+    await throttle.succeeded(address, email);
     const redirectTo = await provider.interactionResult(ctx.req, ctx.res, { login: { accountId: account.sub } }, { mergeWithLastSubmission: false });
     ctx.status = 303;
     ctx.redirect(redirectTo);

@@ -8,7 +8,8 @@ const PER_ADDRESS = 50;
 /**
  * Slows password guessing at the embedded provider's sign-in form (rate-limiter-flexible): at most
  * 10 failed attempts per account and 50 per client address in 15 minutes, then 429 until the window
- * passes. A successful sign-in clears the account's count. With Redis the counts are shared by
+ * passes. A successful sign-in clears the account's count. (Anyone can use up an account's allowance
+ * and so lock it for 15 minutes: the price of slowing guessing without CAPTCHAs.) With Redis the counts are shared by
  * every instance.
  */
 export class LoginThrottle {
@@ -24,19 +25,21 @@ export class LoginThrottle {
     this.byAddress = make('login-address', PER_ADDRESS);
   }
 
-  /** Seconds to wait before another attempt is allowed, or 0. */
-  async retryAfter(address: string, account: string): Promise<number> {
-    const [a, b] = await Promise.all([this.byAccount.get(account.toLowerCase()), this.byAddress.get(address)]);
-    const blocked = [a && a.consumedPoints >= PER_ACCOUNT ? a : null, b && b.consumedPoints >= PER_ADDRESS ? b : null].filter(Boolean) as RateLimiterRes[];
-    return blocked.length === 0 ? 0 : Math.ceil(Math.max(...blocked.map((r) => r.msBeforeNext)) / 1000);
+  /**
+   * Takes one attempt from both allowances before the password is checked, so parallel guesses
+   * cannot all slip past a check that only counts failures afterwards. Returns the seconds to wait
+   * when either allowance is used up, else 0.
+   */
+  async attempt(address: string, account: string): Promise<number> {
+    const results = await Promise.allSettled([this.byAccount.consume(account.toLowerCase()), this.byAddress.consume(address)]);
+    const refused = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    const broken = refused.find((r) => r instanceof Error);
+    if (broken) throw broken;
+    return refused.length === 0 ? 0 : Math.ceil(Math.max(...(refused as RateLimiterRes[]).map((r) => r.msBeforeNext)) / 1000);
   }
 
-  async failed(address: string, account: string): Promise<void> {
-    // Over the limit, consume() rejects: that is the point, not an error.
-    await Promise.allSettled([this.byAccount.consume(account.toLowerCase()), this.byAddress.consume(address)]);
-  }
-
-  async succeeded(account: string): Promise<void> {
-    await this.byAccount.delete(account.toLowerCase());
+  /** A correct password gives back what the attempt took. */
+  async succeeded(address: string, account: string): Promise<void> {
+    await Promise.all([this.byAccount.delete(account.toLowerCase()), this.byAddress.reward(address, 1)]);
   }
 }
