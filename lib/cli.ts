@@ -9,6 +9,7 @@ import { UserDirectory } from './directory/users.ts';
 import { AtriumError } from './errors.ts';
 import { isLevel, LEVELS, scopesForLevel, type Level } from './levels.ts';
 import { SqlSessionStore } from './sessions/sql-store.ts';
+import type { SessionStore } from './sessions/store.ts';
 import { forgetAccount, listMachineClients, registerMachineClient, removeMachineClient } from './db/oidc-payloads.ts';
 
 export const USAGE = `Usage: npm run atrium -- <command> [options]
@@ -40,7 +41,7 @@ export interface CliIo {
 class UsageError extends Error {}
 
 /** Runs one admin command against `database`; returns the process exit code. */
-export async function runCli(argv: string[], database: Database, io: CliIo, actor: string): Promise<number> {
+export async function runCli(argv: string[], database: Database, io: CliIo, actor: string, sessions: SessionStore = new SqlSessionStore(database)): Promise<number> {
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(argv);
@@ -60,7 +61,7 @@ export async function runCli(argv: string[], database: Database, io: CliIo, acto
     users,
     groups,
     audit: new AuditLog(database),
-    sessions: new SqlSessionStore(database),
+    sessions,
     onDisable: (sub) => forgetAccount(database, sub),
   });
   const json = values.json === true;

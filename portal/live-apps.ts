@@ -128,7 +128,14 @@ export class LiveApps implements AppRegistry {
     for (const failure of found.failures) {
       const prefix = failure.tier && failure.name ? `/apps/${failure.tier}/${failure.name}` : undefined;
       if (prefix) seen.add(prefix);
-      if (prefix && current.has(prefix)) {
+      if (prefix && current.has(prefix) && failure.reason.startsWith('app.json')) {
+        // The manifest may be narrowing the audience: serving the old one could leave the app wider
+        // open than its owner now intends. Closed until the manifest is fixed.
+        await this.unmount(current.get(prefix) as LoadedApp);
+        current.delete(prefix);
+        log.error({ app: failure.path, reason: failure.reason }, 'app.json is broken; the app is closed until it is fixed');
+        this.errors.set(prefix, { ...failure, reason: `${failure.reason} (the app is closed until app.json is fixed)` });
+      } else if (prefix && current.has(prefix)) {
         if (this.errors.get(prefix)?.reason !== failure.reason) log.error({ app: failure.path, reason: failure.reason }, 'app edit is broken; the last good version keeps serving');
         this.errors.set(prefix, { ...failure, reason: `${failure.reason} (the last good version is still serving)` });
       } else {
@@ -141,7 +148,9 @@ export class LiveApps implements AppRegistry {
       this.errors.delete(prefix);
       log.info({ app: prefix }, 'app removed');
     }
-    const fresh = found.failures.filter((f) => !(f.tier && f.name && current.has(`/apps/${f.tier}/${f.name}`)));
+    const fresh = found.failures.filter((f) => !(f.tier && f.name && this.errors.has(`/apps/${f.tier}/${f.name}`)));
+    // A folder no longer broken (fixed or removed) leaves the list.
+    for (const prefix of this.errors.keys()) if (!seen.has(prefix) || found.apps.some((a) => a.prefix === prefix)) this.errors.delete(prefix);
     this.failureList = [...fresh, ...this.errors.values()];
   }
 

@@ -102,15 +102,19 @@ describe('live discovery', () => {
       expect(shown.value).toContain('failed to load');
       expect((await body('/apps/ea/fresh/')).text).toBe('v2');
 
-      // A bad manifest edit also keeps the last good version.
+      // A broken manifest closes the app instead: it might have been narrowing who may open it.
       writeFiles(appsDir, { 'ea/fresh/index.js': versioned('v3'), 'ea/fresh/app.json': '{ "grups": [] }' });
       await until(async () => ((await admin.get('/admin/apps')).text.includes('grups') ? true : undefined));
-      expect((await body('/apps/ea/fresh/')).text).toBe('v2');
+      expect((await body('/apps/ea/fresh/')).status).toBe(404);
+      expect((await admin.get('/admin/apps')).text).toContain('closed until app.json is fixed');
 
       // Fixed: the new version goes live and the error disappears.
       writeFiles(appsDir, { 'ea/fresh/app.json': JSON.stringify({ title: 'Fresh' }) });
       await until(async () => ((await body('/apps/ea/fresh/')).text === 'v3' ? true : undefined));
-      await until(async () => (!(await admin.get('/admin/apps')).text.includes('last good version') ? true : undefined));
+      await until(async () => {
+        const page = (await admin.get('/admin/apps')).text;
+        return !page.includes('last good version') && !page.includes('closed until') ? true : undefined;
+      });
 
       // Removed: gone within about a second.
       rmSync(join(appsDir, 'ea/fresh'), { recursive: true, force: true });

@@ -38,18 +38,24 @@ export class DirectoryAdmin {
   /** A user by numeric id, subject or email (an email shared by several accounts is ambiguous). */
   async resolveUser(ref: string | number): Promise<UserRecord> {
     const { users } = this.deps;
-    if (typeof ref === 'number' || /^\d+$/.test(ref)) {
-      const user = await users.byId(Number(ref));
+    if (typeof ref === 'number') {
+      const user = await users.byId(ref);
+      if (user) return user;
+      throw new NotFoundError(`There is no user with id ${ref}.`);
+    }
+    const text = ref.trim();
+    // A subject may itself be all digits (some providers): an exact subject wins over an id.
+    const exact = await users.bySub(text);
+    if (exact) return exact;
+    if (/^\d{1,15}$/.test(text)) {
+      const user = await users.byId(Number(text));
       if (user) return user;
     }
-    const text = String(ref).trim();
     if (text.includes('@')) {
       const found = await users.byEmail(text);
       if (found.length === 1) return found[0] as UserRecord;
       if (found.length > 1) throw new ConflictError(`Several accounts use ${text}; name the user by id or subject.`, 'ambiguous_user');
     }
-    const bySub = await users.bySub(text);
-    if (bySub) return bySub;
     throw new NotFoundError(`There is no user "${text}".`);
   }
 

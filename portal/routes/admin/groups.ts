@@ -7,6 +7,7 @@ interface TreeNode {
   name: string;
   level: string | null;
   children: TreeNode[];
+  repeated: boolean;
 }
 
 /** Groups: the nesting tree, one group's page, and the nesting editor. */
@@ -20,13 +21,16 @@ export function groupPages(router: Router<PortalState>, deps: AdminDeps): void {
     const children = new Map<string, string[]>();
     for (const e of edges) children.set(e.parent, [...(children.get(e.parent) ?? []), e.child]);
     const byName = new Map(all.map((g) => [g.name, g]));
-    const build = (name: string, depth: number): TreeNode => ({
-      name,
-      level: byName.get(name)?.level ?? null,
-      children: depth > 50 ? [] : (children.get(name) ?? []).map((c) => build(c, depth + 1)),
-    });
+    // Each group is expanded once; where it appears again (diamonds) it is a leaf marked "shown above",
+    // so the page stays linear in the size of the graph.
+    const expanded = new Set<string>();
+    const build = (name: string): TreeNode => {
+      const first = !expanded.has(name);
+      expanded.add(name);
+      return { name, level: byName.get(name)?.level ?? null, children: first ? (children.get(name) ?? []).map(build) : [], repeated: !first };
+    };
     const hasParent = new Set(edges.map((e) => e.child));
-    const tree = all.filter((g) => !hasParent.has(g.name)).map((g) => build(g.name, 0));
+    const tree = all.filter((g) => !hasParent.has(g.name)).map((g) => build(g.name));
     render(ctx, views, 'groups.njk', { title: 'Groups', groups: all, tree });
   });
 
