@@ -40,6 +40,7 @@ import { AppTable, dispatch } from './dispatch.ts';
 import { forgetAccount, sweepOidcPayloads } from '../lib/db/oidc-payloads.ts';
 import { interactionRoutes } from './idp/interactions.ts';
 import { LoginThrottle } from './idp/login-throttle.ts';
+import { withQuietAsyncHooks } from './idp/provider-als.ts';
 import { createEmbeddedProvider, EMBEDDED_PREFIX, type EmbeddedProvider } from './idp/provider.ts';
 import { bearerAuthenticator } from './middleware/bearer.ts';
 import { errorHandler } from './middleware/errors.ts';
@@ -202,7 +203,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   app.use(backchannelRoutes({ verifier, clientId: () => rp.clientId, sessions, log }).routes());
   if (embedded) {
     app.use(interactionRoutes({ provider: embedded.provider, users, views, config, demo: config.env !== 'production', throttle: new LoginThrottle(cluster?.redis) }).routes());
-    app.use(mount(EMBEDDED_PREFIX, embedded.provider));
+    app.use(withQuietAsyncHooks(EMBEDDED_PREFIX, mount(EMBEDDED_PREFIX, embedded.provider)));
   }
   app.use(sessionMiddleware(app, sessions, { maxAgeMs: limits.lifetimeMs, secure: config.secureCookies }));
   app.use(sessionLifecycle({ limits, refresher, accessClaim: config.oidc.accessClaim, tokenGrantsLevel, log }));

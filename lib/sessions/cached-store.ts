@@ -37,6 +37,15 @@ export class CachedSessionStore implements SessionStore {
     if (event.kind === 'ended') for (const listener of this.endedListeners) listener(event.ids);
   }
 
+  /**
+   * The cached answer for `id` when a fresh one is held, without a promise (the request path's fast
+   * lane). Undefined: not cached, ask get(); `{ session: undefined }`: cached as "no such session".
+   */
+  peek(id: string): { readonly session: StoredSession | undefined } | undefined {
+    const hit = this.entries.get(id);
+    return hit && hit.until > Date.now() ? hit : undefined;
+  }
+
   async get(id: string): Promise<StoredSession | undefined> {
     const now = Date.now();
     const hit = this.entries.get(id);

@@ -20,42 +20,45 @@ const HEADINGS: Record<number, string> = {
  * Browsers get a page, API callers JSON `{ error, message, ...details }`.
  */
 export function errorHandler(views: Views, log: Logger): PortalMiddleware {
-  return async (ctx, next) => {
-    try {
-      await next();
-      if (ctx.status === 404 && ctx.body == null && !ctx.headerSent) throw new NotFoundError();
-    } catch (caught) {
-      const err = normalise(caught);
-      if (err.status === 500) log.error({ err: caught, method: ctx.method, url: ctx.originalUrl }, 'request failed');
-      else if (err.status > 500) log.warn({ err: err.message, code: err.code, method: ctx.method, url: ctx.originalUrl }, 'dependency failed');
-      if (ctx.headerSent || !ctx.writable) return;
-      const headers = (caught as { headers?: Record<string, string> }).headers;
-      // Keep cookies being cleared (e.g. a bad session) but nothing else the failed handler set.
-      const setCookie = ctx.response.get('Set-Cookie');
-      ctx.res.getHeaderNames().forEach((name) => ctx.res.removeHeader(name));
-      if (setCookie) ctx.set('Set-Cookie', setCookie);
-      if (headers && err.status < 500) for (const [k, v] of Object.entries(headers)) ctx.set(k, v);
-      ctx.set('Cache-Control', 'no-store');
-      ctx.status = err.status;
-      const message = err.expose ? err.message : 'Something went wrong on our side. It has been logged.';
-      if (prefersHtml(ctx)) {
-        ctx.type = 'html';
-        ctx.body = views.render('error.njk', {
-          title: HEADINGS[err.status] ?? 'Error',
-          heading: HEADINGS[err.status] ?? 'Something went wrong',
-          status: err.status,
-          message,
-          details: err.details,
-          user: ctx.state.user,
-          // The header's Sign out form (and the 403 page's access request) need it.
-          csrf: ctx.state.user ? ctx.state.csrf : undefined,
-          back: ctx.method === 'POST' ? ctx.get('Referer') : undefined,
-        });
-      } else {
-        ctx.body = { error: err.code, message, ...err.details };
-      }
+  const render = (ctx: Parameters<PortalMiddleware>[0], caught: unknown): void => {
+    const err = normalise(caught);
+    if (err.status === 500) log.error({ err: caught, method: ctx.method, url: ctx.originalUrl }, 'request failed');
+    else if (err.status > 500) log.warn({ err: err.message, code: err.code, method: ctx.method, url: ctx.originalUrl }, 'dependency failed');
+    if (ctx.headerSent || !ctx.writable) return;
+    const headers = (caught as { headers?: Record<string, string> }).headers;
+    // Keep cookies being cleared (e.g. a bad session) but nothing else the failed handler set.
+    const setCookie = ctx.response.get('Set-Cookie');
+    ctx.res.getHeaderNames().forEach((name) => ctx.res.removeHeader(name));
+    if (setCookie) ctx.set('Set-Cookie', setCookie);
+    if (headers && err.status < 500) for (const [k, v] of Object.entries(headers)) ctx.set(k, v);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.status = err.status;
+    const message = err.expose ? err.message : 'Something went wrong on our side. It has been logged.';
+    if (prefersHtml(ctx)) {
+      ctx.type = 'html';
+      ctx.body = views.render('error.njk', {
+        title: HEADINGS[err.status] ?? 'Error',
+        heading: HEADINGS[err.status] ?? 'Something went wrong',
+        status: err.status,
+        message,
+        details: err.details,
+        user: ctx.state.user,
+        // The header's Sign out form (and the 403 page's access request) need it.
+        csrf: ctx.state.user ? ctx.state.csrf : undefined,
+        back: ctx.method === 'POST' ? ctx.get('Referer') : undefined,
+      });
+    } else {
+      ctx.body = { error: err.code, message, ...err.details };
     }
   };
+  // Promise-chained rather than `async`: this wraps every request, and each extra promise counts.
+  return (ctx, next) =>
+    next().then(
+      () => {
+        if (ctx.status === 404 && ctx.body == null && !ctx.headerSent) render(ctx, new NotFoundError());
+      },
+      (caught: unknown) => render(ctx, caught),
+    );
 }
 
 function normalise(caught: unknown): AtriumError {
