@@ -55,6 +55,23 @@ function providerColumns(claims: ProviderClaims): { email?: string | null; name?
   return sent;
 }
 
+/** The row for a user first seen through the provider (a login, or its webhook). */
+function newProviderUser(sub: string, sent: ReturnType<typeof providerColumns>, at: number, loggedIn: boolean) {
+  return {
+    sub,
+    email: sent.email ?? null,
+    name: sent.name ?? null,
+    picture: sent.picture ?? null,
+    created_at: at,
+    updated_at: at,
+    last_login_at: loggedIn ? at : null,
+    login_count: loggedIn ? 1 : 0,
+    profile: '{}',
+    password_hash: null,
+    disabled_at: null,
+  };
+}
+
 /** A stored profile column as an object; anything unreadable reads as empty. */
 export function parseProfile(text: string): Record<string, unknown> {
   try {
@@ -110,19 +127,7 @@ export class UserDirectory {
       await this.db.updateTable('users').set({ ...sent, updated_at: at }).where('id', '=', existing.id).execute();
       return { user: (await this.byId(existing.id)) as UserRecord, created: false };
     }
-    const insert = this.db.insertInto('users').values({
-      sub: claims.sub,
-      email: sent.email ?? null,
-      name: sent.name ?? null,
-      picture: sent.picture ?? null,
-      created_at: at,
-      updated_at: at,
-      last_login_at: null,
-      login_count: 0,
-      profile: '{}',
-      password_hash: null,
-      disabled_at: null,
-    });
+    const insert = this.db.insertInto('users').values(newProviderUser(claims.sub, sent, at, false));
     // A login racing the webhook may have inserted the row meanwhile: then this is an update.
     if (this.database.dialect === 'mysql') await insert.onDuplicateKeyUpdate({ ...sent, updated_at: at }).execute();
     else await insert.onConflict((oc) => oc.column('sub').doUpdateSet({ ...sent, updated_at: at })).execute();
@@ -194,19 +199,7 @@ export class UserDirectory {
    */
   async recordLogin(claims: ProviderClaims, at = Date.now()): Promise<UserRecord> {
     const sent = providerColumns(claims);
-    const insert = this.db.insertInto('users').values({
-      sub: claims.sub,
-      email: sent.email ?? null,
-      name: sent.name ?? null,
-      picture: sent.picture ?? null,
-      created_at: at,
-      updated_at: at,
-      last_login_at: at,
-      login_count: 1,
-      profile: '{}',
-      password_hash: null,
-      disabled_at: null,
-    });
+    const insert = this.db.insertInto('users').values(newProviderUser(claims.sub, sent, at, true));
     // One statement either way, so two concurrent first logins cannot create the same user twice.
     if (this.database.dialect === 'mysql') {
       await insert
