@@ -1,7 +1,7 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { discoverApps, type AppFailure, type LoadedApp } from '../lib/apps/discovery.ts';
+import { freePort } from '../lib/free-port.ts';
 import type { Logger } from '../lib/log.ts';
 import type { AppRegistry } from './app-registry.ts';
 import type { AppTable } from './dispatch.ts';
@@ -178,17 +178,4 @@ export class LiveApps implements AppRegistry {
     this.deps.realtime.unmount(app.tier, app.name);
     if (app.command) await this.deps.supervisor.stop(app.prefix);
   }
-}
-
-/** A free TCP port on the host, for an upstream app whose manifest says port 0. */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
 }

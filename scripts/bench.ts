@@ -30,7 +30,7 @@ import autocannon from 'autocannon';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../lib/free-port.ts';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -119,17 +119,6 @@ interface Target {
 
 const children = new Set<ChildProcess>();
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Environment for a child: ours, with every variable Atrium reads set to empty (so neither the
@@ -238,7 +227,7 @@ function sleep(ms: number): Promise<void> {
 // Targets
 
 async function startPortal(id: 'portal10' | 'portal1000', fixture: AppsFixture, temp: string): Promise<Target> {
-  const port = await freePort();
+  const port = await freePort(HOST);
   const origin = `http://${HOST}:${port}`;
   const dataDir = join(temp, `${id}-data`);
   mkdirSync(dataDir, { recursive: true });
@@ -286,7 +275,7 @@ async function startPortal(id: 'portal10' | 'portal1000', fixture: AppsFixture, 
 }
 
 async function startBare(fixture: AppsFixture, cookie: string): Promise<Target> {
-  const port = await freePort();
+  const port = await freePort(HOST);
   const origin = `http://${HOST}:${port}`;
   const { child, output } = spawnServer(['bench/servers/app.ts'], childEnv({ PORT: String(port), BENCH_APP_MODULE: fixture.helloModule, NODE_ENV: 'test' }));
   const startupMs = await waitReady(`${origin}/`, child, output);
@@ -295,7 +284,7 @@ async function startBare(fixture: AppsFixture, cookie: string): Promise<Target> 
 }
 
 async function startSession(fixture: AppsFixture): Promise<Target> {
-  const port = await freePort();
+  const port = await freePort(HOST);
   const origin = `http://${HOST}:${port}`;
   const { child, output } = spawnServer(['bench/servers/koa-session.ts'], childEnv({ PORT: String(port), BENCH_APP_MODULE: fixture.helloModule, NODE_ENV: 'test' }));
   const startupMs = await waitReady(`${origin}/`, child, output);

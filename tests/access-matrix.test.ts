@@ -1,19 +1,14 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_ACCOUNTS, DEMO_PASSWORD } from '../lib/directory/demo.ts';
-import { Agent } from './helpers/agent.ts';
+import { Agent, signInEveryDemoAccount } from './helpers/agent.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
 
 let portal: TestPortal;
-const agents = new Map<string, Agent>();
+let agents = new Map<string, Agent>();
 
 beforeAll(async () => {
   portal = await startTestPortal();
-  for (const account of DEMO_ACCOUNTS) {
-    const agent = new Agent(portal.origin);
-    await agent.login(account.email, DEMO_PASSWORD);
-    agents.set(account.email, agent);
-  }
+  agents = await signInEveryDemoAccount(portal.origin);
 });
 afterAll(async () => {
   await portal?.stopAll();

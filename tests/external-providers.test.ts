@@ -3,8 +3,7 @@ import { Agent, type AgentResponse } from './helpers/agent.ts';
 import { koaAppSource, makeAppsDir } from './helpers/apps.ts';
 import { EXTERNAL_AUDIENCE, NAMESPACED_ROLES, startExternalIdp, type ExternalIdp, type ProviderShape } from './helpers/external-idp.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { freePort } from '../lib/free-port.ts';
 
 const APPS = { 'stable/welcome/index.js': koaAppSource('welcome'), 'ea/notes/index.js': koaAppSource('notes'), 'devel/lab/index.js': koaAppSource('lab') };
 const running: { portal?: TestPortal; idp?: ExternalIdp }[] = [];
@@ -15,17 +14,9 @@ afterAll(async () => {
   }
 });
 
-/** A free port, so the external provider can know the portal's redirect URI before the portal starts. */
-async function reservePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
+/** A free port first, so the external provider knows the portal's redirect URI before it starts. */
 async function setup(shape: ProviderShape, env: (idp: ExternalIdp) => Record<string, string>) {
-  const port = await reservePort();
+  const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   const idp = await startExternalIdp(shape, origin);
   const portal = await startTestPortal({ port, env: { APPS_DIR: makeAppsDir(APPS), OIDC_ISSUER: idp.issuer, OIDC_CLIENT_ID: idp.clientId, OIDC_CLIENT_SECRET: idp.clientSecret, ...env(idp) } });

@@ -1,8 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_ACCOUNTS, DEMO_PASSWORD } from '../lib/directory/demo.ts';
-import { Agent } from './helpers/agent.ts';
+import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
+import { Agent, signInEveryDemoAccount } from './helpers/agent.ts';
 import { KOA, makeAppsDir } from './helpers/apps.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
 import { connect, cookieHeader, disconnected } from './helpers/sockets.ts';
@@ -26,7 +26,7 @@ export default {
 const APP_KIT = fileURLToPath(new URL('../lib/app-kit.ts', import.meta.url));
 
 let portal: TestPortal;
-const agents = new Map<string, Agent>();
+let agents = new Map<string, Agent>();
 const NAMESPACES = { stable: '/apps/stable/lobby', ea: '/apps/ea/chat', devel: '/apps/devel/lab' } as const;
 const ALLOWED: Record<string, (keyof typeof NAMESPACES)[]> = {
   'admin@example.com': ['stable', 'ea', 'devel'],
@@ -48,11 +48,7 @@ beforeAll(async () => {
 export default defineApp({ app: new Koa(), realtime(nsp) { nsp.on('connection', (s) => s.on('whoami', (ack) => ack({ app: 'typed', user: s.data.user }))); } });`,
   });
   portal = await startTestPortal({ env: { APPS_DIR: apps } });
-  for (const account of DEMO_ACCOUNTS) {
-    const agent = new Agent(portal.origin);
-    await agent.login(account.email, DEMO_PASSWORD);
-    agents.set(account.email, agent);
-  }
+  agents = await signInEveryDemoAccount(portal.origin);
 });
 afterAll(async () => {
   await portal?.stopAll();

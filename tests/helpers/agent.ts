@@ -135,3 +135,15 @@ export class Agent {
     return token;
   }
 }
+
+/** One signed-in agent per demo account, keyed by email. */
+export async function signInEveryDemoAccount(origin: string): Promise<Map<string, Agent>> {
+  const { DEMO_ACCOUNTS, DEMO_PASSWORD } = await import('../../lib/directory/demo.ts');
+  const agents = new Map<string, Agent>();
+  for (const account of DEMO_ACCOUNTS) {
+    const agent = new Agent(origin);
+    await agent.login(account.email, DEMO_PASSWORD);
+    agents.set(account.email, agent);
+  }
+  return agents;
+}
