@@ -85,6 +85,8 @@ async function main(): Promise<void> {
     throw err;
   }
   console.log(banner(config, running));
+  // However the process ends, the app processes it started end with it.
+  process.once('exit', () => running.portal.supervisor.killAllNow());
 
   const shutdown = (signal: string) => {
     log.info({ signal }, 'stopping');

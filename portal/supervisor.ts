@@ -94,6 +94,15 @@ export class Supervisor {
     clearTimeout(timer);
   }
 
+  /** Last resort when the portal exits without a graceful stop: signal every process group now. */
+  killAllNow(): void {
+    for (const entry of this.processes.values()) {
+      entry.stopping = true;
+      clearTimeout(entry.restartTimer);
+      if (entry.child?.pid !== undefined && entry.child.exitCode === null) killGroup(entry.child.pid, 'SIGTERM');
+    }
+  }
+
   async stopAll(): Promise<void> {
     await Promise.all([...this.processes.keys()].map((name) => this.stop(name)));
   }
