@@ -14,9 +14,13 @@ export interface VerifierSource {
   keys: () => Promise<JWTVerifyGetKey>;
 }
 
-/** A remote JWKS getter that caches keys and refetches (at most every 30 s) when a kid is unknown: key rotation. */
-export function remoteKeys(jwksUri: string): JWTVerifyGetKey {
-  return createRemoteJWKSet(new URL(jwksUri), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 });
+/**
+ * A remote JWKS getter that caches keys and refetches when a token names a kid it does not know
+ * (the provider rotated its keys) — at most once per cooldown, so garbage kids cannot make the
+ * portal hammer the provider.
+ */
+export function remoteKeys(jwksUri: string, cooldownMs = 30_000): JWTVerifyGetKey {
+  return createRemoteJWKSet(new URL(jwksUri), { cooldownDuration: cooldownMs, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 });
 }
 
 export function localKeys(jwks: JSONWebKeySet): JWTVerifyGetKey {
