@@ -252,8 +252,3 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: raw.LOG_LEVEL,
   };
 }
-
-/** The public origin without a trailing slash, for building absolute URLs. */
-export function origin(config: Pick<Config, 'publicUrl'>): string {
-  return config.publicUrl.origin;
-}

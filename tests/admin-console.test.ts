@@ -42,6 +42,38 @@ describe('admin console', () => {
     expect((await admin.get('/admin/groups')).text).toMatch(/stable[\s\S]*ea[\s\S]*devel[\s\S]*admin/);
   });
 
+  it('answers hostile ids, names and paging with 4xx, never 500', async () => {
+    for (const path of [
+      '/admin/users/99999999999999999999',
+      '/admin/users/-1',
+      '/admin/users/%27%20OR%201=1--',
+      '/admin/users/%3Cscript%3E',
+      '/admin/groups/%3Cscript%3E',
+      '/admin/groups/..%252f..%252fetc',
+      '/admin/users/%00',
+      '/admin/users/..%2f..%2fadmin',
+    ]) {
+      const r = await admin.get(path);
+      expect([400, 404], path).toContain(r.status);
+      expect(r.text, path).not.toContain('<script>');
+    }
+    for (const query of ['?page=-1', '?page=abc', '?page=1e9', `?q=${'%25'.repeat(300)}`, '?q=%5C%25_', '?q[]=a&q[]=b']) {
+      expect((await admin.get(`/admin/users${query}`)).status, query).toBe(200);
+      expect((await admin.get(`/admin/audit${query}`)).status, query).toBe(200);
+    }
+    for (const [path, form] of [
+      ['/admin/users/99999/groups', { group: 'devel' }],
+      ['/admin/users/1/groups', { group: 'no-such-group' }],
+      ['/admin/requests/abc', { decision: 'approved' }],
+      ['/admin/requests/1', { decision: 'maybe' }],
+      ['/admin/fields', { name: '__proto__', label: 'x', type: 'text' }],
+      ['/admin/fields', { name: 'ok_name', label: 'x', type: 'javascript' }],
+    ] as [string, Record<string, string>][]) {
+      const r = await post(admin, path, form, adminCsrf);
+      expect([400, 404], path).toContain(r.status);
+    }
+  });
+
   it('refuses non-admins and the signed-out', async () => {
     const devel = new Agent(portal.origin);
     await devel.login('devel@example.com', DEMO_PASSWORD);

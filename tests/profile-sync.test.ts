@@ -88,6 +88,24 @@ describe('the user’s own profile', () => {
     expect((await again.get('/me', { Accept: 'application/json' })).json().profile).toMatchObject({ team: 'Platform', location: 'Lisbon' });
   });
 
+  it('keeps required fields filled once they are part of a change', async () => {
+    const { ProfileFields } = await import('../lib/profile/fields.ts');
+    await new ProfileFields(portal.portal.database).add({ name: 'cost_center', label: 'Cost center', type: 'text', required: true });
+    const agent = new Agent(portal.origin);
+    await agent.login('devel@example.com', DEMO_PASSWORD);
+    const csrf = await agent.csrfToken();
+    const post = (form: Record<string, string>) => agent.request('POST', '/profile', { form: { _csrf: csrf, ...form } });
+    // A profile from before the field existed can still save other fields…
+    expect((await post({ team: 'Ops' })).status).toBe(303);
+    // …but a change that names the required field must fill it.
+    const empty = await post({ team: 'Ops', cost_center: '' });
+    expect(empty.status).toBe(400);
+    expect(empty.text).toContain('cost_center: is required');
+    expect((await post({ cost_center: 'CC-42' })).status).toBe(303);
+    expect((await post({ cost_center: '   ' })).status).toBe(400);
+    expect((await agent.get('/profile', { Accept: 'application/json' })).json().profile).toMatchObject({ team: 'Ops', cost_center: 'CC-42' });
+  });
+
   it('child apps read it from ctx.state.user and update it through lib/app-kit', async () => {
     const agent = new Agent(portal.origin);
     await agent.login('stable@example.com', DEMO_PASSWORD);

@@ -4,7 +4,7 @@ import type { Database } from '../db/schema.ts';
 import type { DirectoryAdmin } from '../directory/admin.ts';
 import type { AuditLog } from '../directory/audit.ts';
 import type { UserDirectory } from '../directory/users.ts';
-import { AtriumError, BadRequestError, UnauthenticatedError } from '../errors.ts';
+import { BadRequestError, PayloadTooLargeError, UnauthenticatedError } from '../errors.ts';
 
 /**
  * The identity provider's user events (`POST /hooks/idp`), authenticated like Stripe's webhooks:
@@ -103,12 +103,12 @@ export async function applyWebhookEvent(
 
 /** Reads a request body up to `limit` bytes; more is a 413 without reading the rest. */
 export async function readLimitedBody(stream: NodeJS.ReadableStream & { destroy?: () => void }, limit: number, declaredLength?: number): Promise<Buffer> {
-  if (declaredLength !== undefined && declaredLength > limit) throw new AtriumError(413, 'payload_too_large', `The body is larger than ${limit} bytes.`);
+  if (declaredLength !== undefined && declaredLength > limit) throw new PayloadTooLargeError(`The body is larger than ${limit} bytes.`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limit) throw new AtriumError(413, 'payload_too_large', `The body is larger than ${limit} bytes.`);
+    if (size > limit) throw new PayloadTooLargeError(`The body is larger than ${limit} bytes.`);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);

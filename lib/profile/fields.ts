@@ -126,7 +126,14 @@ export function validateProfileChanges(fields: ProfileField[], changes: Record<s
   return out;
 }
 
-/** Required fields still empty after applying changes (for the full-form editors). */
-export function missingRequired(fields: ProfileField[], profile: Record<string, unknown>): string[] {
-  return fields.filter((f) => f.required && (profile[f.name] === undefined || profile[f.name] === '')).map((f) => f.name);
+/**
+ * Refuses a change that leaves a required field empty. Only fields the change names are checked,
+ * so someone whose profile predates a new required field can still save the others.
+ */
+export function assertRequiredKept(fields: ProfileField[], changes: Record<string, unknown>, profile: Record<string, unknown>): void {
+  const errors: Record<string, string> = {};
+  for (const field of fields) {
+    if (field.required && Object.hasOwn(changes, field.name) && (profile[field.name] === undefined || profile[field.name] === '')) errors[field.name] = 'is required';
+  }
+  if (Object.keys(errors).length > 0) throw new ProfileValidationError(errors);
 }

@@ -3,7 +3,7 @@ import type { AuditLog } from '../directory/audit.ts';
 import { parseProfile } from '../directory/users.ts';
 import { NotFoundError } from '../errors.ts';
 import type { ProfileCache } from './cache.ts';
-import { validateProfileChanges, type ProfileFields } from './fields.ts';
+import { assertRequiredKept, validateProfileChanges, type ProfileFields } from './fields.ts';
 
 /**
  * Reads and writes users' extra profile fields. Writes validate against the declared fields, merge
@@ -28,7 +28,8 @@ export class ProfileService {
   }
 
   async update(actor: string, userId: number, changes: Record<string, unknown>, options: { asAdmin: boolean }): Promise<Record<string, unknown>> {
-    const valid = validateProfileChanges(await this.fields.list(), changes, options);
+    const fields = await this.fields.list();
+    const valid = validateProfileChanges(fields, changes, options);
     const { before, after } = await this.database.db.transaction().execute(async (trx) => {
       let query = trx.selectFrom('users').select(['profile', 'sub']).where('id', '=', userId);
       if (this.database.dialect === 'mysql') query = query.forUpdate();
@@ -40,6 +41,7 @@ export class ProfileService {
         if (value === null) delete next[key];
         else next[key] = value;
       }
+      assertRequiredKept(fields, valid, next);
       await trx.updateTable('users').set({ profile: JSON.stringify(next), updated_at: Date.now() }).where('id', '=', userId).execute();
       return { before: current, after: next };
     });

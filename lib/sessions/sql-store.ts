@@ -50,23 +50,16 @@ export class SqlSessionStore implements SessionStore {
     return Number(result.numDeletedRows);
   }
 
-  async idsBySubject(subject: string): Promise<string[]> {
-    const rows = await this.db
-      .selectFrom('sessions')
-      .select('id')
-      .where('user_sub', '=', subject)
-      .where('expires_at', '>', Date.now())
-      .execute();
-    return rows.map((r) => r.id);
+  idsBySubject(subject: string): Promise<string[]> {
+    return this.liveIdsWhere('user_sub', subject);
   }
 
-  async idsByIdpSession(idpSid: string): Promise<string[]> {
-    const rows = await this.db
-      .selectFrom('sessions')
-      .select('id')
-      .where('idp_sid', '=', idpSid)
-      .where('expires_at', '>', Date.now())
-      .execute();
+  idsByIdpSession(idpSid: string): Promise<string[]> {
+    return this.liveIdsWhere('idp_sid', idpSid);
+  }
+
+  private async liveIdsWhere(column: 'user_sub' | 'idp_sid', value: string): Promise<string[]> {
+    const rows = await this.db.selectFrom('sessions').select('id').where(column, '=', value).where('expires_at', '>', Date.now()).execute();
     return rows.map((r) => r.id);
   }
 
