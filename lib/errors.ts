@@ -2,7 +2,7 @@
  * Every error the portal means to show someone is one of these. `status` picks the HTTP answer,
  * `code` is the stable machine-readable name, `expose` says whether `message` is safe to show a
  * stranger, and `cause` keeps the underlying error for the log. Rendering happens in one place:
- * portal/middleware/errors.ts.
+ * portal/http/errors.ts.
  */
 export class AtriumError extends Error {
   readonly status: number;

@@ -7,7 +7,7 @@ import { DEMO_ACCOUNTS, DEMO_PASSWORD } from '../../lib/directory/demo.ts';
 import { verifyPassword } from '../../lib/directory/passwords.ts';
 import type { UserDirectory } from '../../lib/directory/users.ts';
 import { AtriumError, BadRequestError } from '../../lib/errors.ts';
-import type { Views } from '../views.ts';
+import type { Views } from '../http/views.ts';
 import type { LoginThrottle } from './login-throttle.ts';
 import { EMBEDDED_PREFIX } from './provider.ts';
 

@@ -8,7 +8,7 @@ import type { UserDirectory } from '../../lib/directory/users.ts';
 import type { Logger } from '../../lib/log.ts';
 import { ACCESS_SCOPES, scopesForLevel } from '../../lib/levels.ts';
 import type { JWK } from 'jose';
-import type { Views } from '../views.ts';
+import type { Views } from '../http/views.ts';
 import { sqlAdapter } from './adapter.ts';
 import { loadSigningKeys } from './keys.ts';
 

@@ -2,7 +2,7 @@ import type { AtriumUser } from '../../lib/app-kit.ts';
 import type { AccessIndex } from '../../lib/directory/access.ts';
 import { highest } from '../../lib/levels.ts';
 import type { ProfileCache } from '../../lib/profile/cache.ts';
-import type { PortalMiddleware, PortalSession } from '../context.ts';
+import type { PortalMiddleware, PortalSession } from '../http/context.ts';
 
 /** Reads the signed-in session, if any, as a typed record. */
 export function signedInSession(session: unknown): PortalSession | undefined {

@@ -6,8 +6,8 @@ import type { Logger } from '../../lib/log.ts';
 import { accessTokenClaims, identityFromClaims, levelFromTokens } from '../../lib/oidc/claims.ts';
 import type { LoginTransaction, RelyingParty } from '../../lib/oidc/relying-party.ts';
 import { safeReturnTo } from '../../lib/return-to.ts';
-import type { PortalContext, PortalSession, PortalState } from '../context.ts';
-import { assertCsrf, newCsrfToken } from '../middleware/csrf.ts';
+import type { PortalContext, PortalSession, PortalState } from '../http/context.ts';
+import { assertCsrf, newCsrfToken } from '../http/csrf.ts';
 import { signedInSession } from '../middleware/user.ts';
 
 const TRANSACTION_COOKIE = 'atrium.auth';

@@ -4,10 +4,10 @@ import type { AtriumUser } from '../../lib/app-kit.ts';
 import { UnauthenticatedError } from '../../lib/errors.ts';
 import { decide } from '../../lib/gate.ts';
 import { TIERS } from '../../lib/levels.ts';
-import type { PortalState } from '../context.ts';
+import type { PortalState } from '../http/context.ts';
 import type { AppTable } from '../dispatch.ts';
 import { signedInSession } from '../middleware/user.ts';
-import type { Views } from '../views.ts';
+import type { Views } from '../http/views.ts';
 
 const TIER_LABELS = { stable: 'Stable', ea: 'Early access', devel: 'In development' } as const;
 

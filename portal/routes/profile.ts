@@ -3,10 +3,10 @@ import Router from '@koa/router';
 import type { AccessRequests } from '../../lib/access-requests.ts';
 import { UnauthenticatedError } from '../../lib/errors.ts';
 import type { ProfileService } from '../../lib/profile/service.ts';
-import { prefersHtml, type PortalContext, type PortalState } from '../context.ts';
-import { assertCsrf } from '../middleware/csrf.ts';
+import { prefersHtml, type PortalContext, type PortalState } from '../http/context.ts';
+import { assertCsrf } from '../http/csrf.ts';
 import { signedInSession } from '../middleware/user.ts';
-import type { Views } from '../views.ts';
+import type { Views } from '../http/views.ts';
 
 /** The user's own extra profile fields (`/profile`) and access requests from the 403 page. */
 export function profileRoutes(deps: { profiles: ProfileService; requests: AccessRequests; views: Views; publicOrigin: string }): Router<PortalState> {

@@ -1,6 +1,6 @@
 import type Router from '@koa/router';
 import { isLevel } from '../../../lib/levels.ts';
-import type { PortalState } from '../../context.ts';
+import type { PortalState } from '../../http/context.ts';
 import { actor, done, field, render, type AdminDeps } from './kit.ts';
 
 interface TreeNode {

@@ -1,8 +1,8 @@
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import { ForbiddenError, UnauthenticatedError } from '../../../lib/errors.ts';
-import { isBrowserNavigation, type PortalState } from '../../context.ts';
-import { assertCsrf } from '../../middleware/csrf.ts';
+import { isBrowserNavigation, type PortalState } from '../../http/context.ts';
+import { assertCsrf } from '../../http/csrf.ts';
 import { groupPages } from './groups.ts';
 import type { AdminDeps } from './kit.ts';
 import { otherPages } from './misc.ts';

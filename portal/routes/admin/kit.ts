@@ -6,10 +6,10 @@ import type { GroupDirectory } from '../../../lib/directory/groups.ts';
 import type { UserDirectory } from '../../../lib/directory/users.ts';
 import type { ProfileService } from '../../../lib/profile/service.ts';
 import type { SessionStore } from '../../../lib/sessions/store.ts';
-import type { PortalContext } from '../../context.ts';
+import type { PortalContext } from '../../http/context.ts';
 import type { AppRegistry } from '../../app-registry.ts';
 import { signedInSession } from '../../middleware/user.ts';
-import type { Views } from '../../views.ts';
+import type { Views } from '../../http/views.ts';
 
 export interface AdminDeps {
   admin: DirectoryAdmin;

@@ -1,6 +1,6 @@
 import type Router from '@koa/router';
 import { BadRequestError } from '../../../lib/errors.ts';
-import type { PortalState } from '../../context.ts';
+import type { PortalState } from '../../http/context.ts';
 import { actor, done, field, pageNumber, render, type AdminDeps } from './kit.ts';
 
 const AUDIT_PAGE = 50;

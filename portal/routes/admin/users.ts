@@ -1,7 +1,7 @@
 import type Router from '@koa/router';
 import { BadRequestError } from '../../../lib/errors.ts';
 import { highest } from '../../../lib/levels.ts';
-import type { PortalState } from '../../context.ts';
+import type { PortalState } from '../../http/context.ts';
 import { actor, done, field, pageNumber, render, type AdminDeps } from './kit.ts';
 
 const PAGE_SIZE = 25;

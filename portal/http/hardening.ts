@@ -1,5 +1,5 @@
 import { assertSafePath } from '../../lib/paths.ts';
-import type { PortalMiddleware } from '../context.ts';
+import type { PortalMiddleware } from './context.ts';
 
 /**
  * First line of every request: hostile paths stop here (see lib/paths.ts), responses get the

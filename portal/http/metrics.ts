@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { ForbiddenError } from '../lib/errors.ts';
+import { ForbiddenError } from '../../lib/errors.ts';
 import type { PortalMiddleware } from './context.ts';
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);

@@ -1,6 +1,6 @@
 import type Koa from 'koa';
-import type { AtriumServices, AtriumUser } from '../lib/app-kit.ts';
-import type { Level } from '../lib/levels.ts';
+import type { AtriumServices, AtriumUser } from '../../lib/app-kit.ts';
+import type { Level } from '../../lib/levels.ts';
 
 /** What a signed-in session keeps on the server. The browser holds only the session id. */
 export interface PortalSession {

@@ -1,7 +1,7 @@
 import type { Logger } from '../../lib/log.ts';
 import { AtriumError, NotFoundError } from '../../lib/errors.ts';
-import { prefersHtml, type PortalMiddleware } from '../context.ts';
-import type { Views } from '../views.ts';
+import { prefersHtml, type PortalMiddleware } from './context.ts';
+import type { Views } from './views.ts';
 
 const HEADINGS: Record<number, string> = {
   400: 'That request cannot be used',

@@ -9,7 +9,7 @@ const FILES: Record<string, string> = { '/assets/atrium.css': 'text/css; charset
 export function assets(): Koa.Middleware {
   const served = new Map(
     Object.entries(FILES).map(([path, type]) => {
-      const body = readFileSync(fileURLToPath(new URL(`..${path}`, import.meta.url)));
+      const body = readFileSync(fileURLToPath(new URL(`.${path}`, import.meta.url)));
       return [path, { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 16)}"` }];
     }),
   );

@@ -6,9 +6,15 @@ export interface Views {
   render(template: string, data: Record<string, unknown>): string;
 }
 
+/**
+ * Each slice keeps its templates beside its code; one environment searches them all, so a template
+ * names another ("layout.njk", "admin/layout.njk") without knowing which folder holds it.
+ */
+const TEMPLATE_DIRS = ['./views', '../views'];
+
 export function createViews(): Views {
-  const dir = fileURLToPath(new URL('./views', import.meta.url));
-  const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(dir, { noCache: false }), {
+  const dirs = TEMPLATE_DIRS.map((dir) => fileURLToPath(new URL(dir, import.meta.url)));
+  const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(dirs, { noCache: false }), {
     autoescape: true,
     throwOnUndefined: false,
   });
