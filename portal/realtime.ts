@@ -4,7 +4,7 @@ import type { LoadedApp } from '../lib/apps/discovery.ts';
 import type { Duplex } from 'node:stream';
 import { decide, type GatedApp } from '../lib/gate.ts';
 import type { Logger } from '../lib/log.ts';
-import type { SessionIdentity, SessionReader } from './session-reader.ts';
+import type { SessionIdentity, SessionReader } from './sessions/reader.ts';
 
 const RECHECK_MS = 1_000;
 

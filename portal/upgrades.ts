@@ -7,7 +7,7 @@ import { assertSafePath } from '../lib/paths.ts';
 import type { AppTable } from './dispatch.ts';
 import { refuseUpgrade, type UpstreamProxy } from './proxy.ts';
 import type { Realtime } from './realtime.ts';
-import type { SessionReader } from './session-reader.ts';
+import type { SessionReader } from './sessions/reader.ts';
 
 const SOCKET_IO = '/socket.io/';
 

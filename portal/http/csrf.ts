@@ -1,7 +1,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { ForbiddenError } from '../../lib/errors.ts';
 import type { PortalContext } from './context.ts';
-import { signedInSession } from '../middleware/user.ts';
+import { signedInSession } from '../sessions/user.ts';
 
 export function newCsrfToken(): string {
   return randomBytes(24).toString('base64url');

@@ -6,7 +6,7 @@ import { decide } from '../../lib/gate.ts';
 import { TIERS } from '../../lib/levels.ts';
 import type { PortalState } from '../http/context.ts';
 import type { AppTable } from '../dispatch.ts';
-import { signedInSession } from '../middleware/user.ts';
+import { signedInSession } from '../sessions/user.ts';
 import type { Views } from '../http/views.ts';
 
 const TIER_LABELS = { stable: 'Stable', ea: 'Early access', devel: 'In development' } as const;

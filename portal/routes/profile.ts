@@ -5,7 +5,7 @@ import { UnauthenticatedError } from '../../lib/errors.ts';
 import type { ProfileService } from '../../lib/profile/service.ts';
 import { prefersHtml, type PortalContext, type PortalState } from '../http/context.ts';
 import { assertCsrf } from '../http/csrf.ts';
-import { signedInSession } from '../middleware/user.ts';
+import { signedInSession } from '../sessions/user.ts';
 import type { Views } from '../http/views.ts';
 
 /** The user's own extra profile fields (`/profile`) and access requests from the 403 page. */

@@ -8,7 +8,7 @@ import type { ProfileService } from '../../../lib/profile/service.ts';
 import type { SessionStore } from '../../../lib/sessions/store.ts';
 import type { PortalContext } from '../../http/context.ts';
 import type { AppRegistry } from '../../app-registry.ts';
-import { signedInSession } from '../../middleware/user.ts';
+import { signedInSession } from '../../sessions/user.ts';
 import type { Views } from '../../http/views.ts';
 
 export interface AdminDeps {

@@ -1,4 +1,4 @@
-import type { RelyingParty, TokenSet } from '../lib/oidc/relying-party.ts';
+import type { RelyingParty, TokenSet } from '../../lib/oidc/relying-party.ts';
 
 const REMEMBER_MS = 60_000;
 

@@ -1,11 +1,11 @@
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type Koa from 'koa';
-import type { AtriumUser } from '../lib/app-kit.ts';
-import { sessionEnded, type SessionLimits } from '../lib/sessions/lifetime.ts';
-import type { SessionStore } from '../lib/sessions/store.ts';
-import type { PortalSession } from './http/context.ts';
-import { SESSION_COOKIE, SESSION_ID } from './middleware/session.ts';
-import { signedInSession, userFromSession, type UserResolver } from './middleware/user.ts';
+import type { AtriumUser } from '../../lib/app-kit.ts';
+import { sessionEnded, type SessionLimits } from '../../lib/sessions/lifetime.ts';
+import type { SessionStore } from '../../lib/sessions/store.ts';
+import type { PortalSession } from '../http/context.ts';
+import { SESSION_COOKIE, SESSION_ID } from './cookie-session.ts';
+import { signedInSession, userFromSession, type UserResolver } from './user.ts';
 
 export interface SessionIdentity {
   sessionId: string;

@@ -1,7 +1,7 @@
 import { sessionEnded, tokenRefreshDue, touchIntervalMs, type SessionLimits } from '../../lib/sessions/lifetime.ts';
 import type { SessionStore, StoredSession } from '../../lib/sessions/store.ts';
 import type { PortalMiddleware, PortalSession } from '../http/context.ts';
-import { SESSION_COOKIE, SESSION_ID } from './session.ts';
+import { SESSION_COOKIE, SESSION_ID } from './cookie-session.ts';
 import { signedInSession, userFromSession, type UserResolver } from './user.ts';
 
 const MAX_REMEMBERED_SIGNATURES = 20_000;

@@ -3,7 +3,7 @@ import { accessTokenClaims, levelFromTokens } from '../../lib/oidc/claims.ts';
 import { sessionEnded, tokenRefreshDue, touchIntervalMs, type SessionLimits } from '../../lib/sessions/lifetime.ts';
 import { AtriumError } from '../../lib/errors.ts';
 import type { PortalMiddleware, PortalSession } from '../http/context.ts';
-import type { TokenRefresher } from '../token-refresher.ts';
+import type { TokenRefresher } from './refresher.ts';
 import { signedInSession } from './user.ts';
 
 /**

@@ -8,7 +8,7 @@ import type { LoginTransaction, RelyingParty } from '../../lib/oidc/relying-part
 import { safeReturnTo } from '../../lib/return-to.ts';
 import type { PortalContext, PortalSession, PortalState } from '../http/context.ts';
 import { assertCsrf, newCsrfToken } from '../http/csrf.ts';
-import { signedInSession } from '../middleware/user.ts';
+import { signedInSession } from './user.ts';
 
 const TRANSACTION_COOKIE = 'atrium.auth';
 const TRANSACTION_TTL_MS = 10 * 60 * 1000;
