@@ -5,7 +5,7 @@ import { UnauthenticatedError } from '../../lib/errors.ts';
 import { decide } from '../../lib/gate.ts';
 import { TIERS } from '../../lib/levels.ts';
 import type { PortalState } from '../http/context.ts';
-import type { AppTable } from '../dispatch.ts';
+import type { AppTable } from '../apps/dispatch.ts';
 import { signedInSession } from '../sessions/user.ts';
 import type { Views } from '../http/views.ts';
 

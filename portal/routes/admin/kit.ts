@@ -7,7 +7,7 @@ import type { UserDirectory } from '../../../lib/directory/users.ts';
 import type { ProfileService } from '../../../lib/profile/service.ts';
 import type { SessionStore } from '../../../lib/sessions/store.ts';
 import type { PortalContext } from '../../http/context.ts';
-import type { AppRegistry } from '../../app-registry.ts';
+import type { AppRegistry } from '../../apps/app-registry.ts';
 import { signedInSession } from '../../sessions/user.ts';
 import type { Views } from '../../http/views.ts';
 

@@ -2,9 +2,9 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type Koa from 'koa';
-import type { AtriumUser } from '../lib/app-kit.ts';
-import { UpstreamError } from '../lib/errors.ts';
-import type { Logger } from '../lib/log.ts';
+import type { AtriumUser } from '../../lib/app-kit.ts';
+import { UpstreamError } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/log.ts';
 import type { AssertionSigner } from './assertions.ts';
 
 /** What the proxy needs to know about an upstream app. */

@@ -1,5 +1,5 @@
 import type Koa from 'koa';
-import type { AssertionSigner } from '../assertions.ts';
+import type { AssertionSigner } from './assertions.ts';
 
 export const ASSERTION_JWKS_PATH = '/.well-known/atrium/jwks.json';
 

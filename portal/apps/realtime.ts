@@ -1,10 +1,10 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server, type Namespace, type ServerOptions, type Socket } from 'socket.io';
-import type { LoadedApp } from '../lib/apps/discovery.ts';
+import type { LoadedApp } from '../../lib/apps/discovery.ts';
 import type { Duplex } from 'node:stream';
-import { decide, type GatedApp } from '../lib/gate.ts';
-import type { Logger } from '../lib/log.ts';
-import type { SessionIdentity, SessionReader } from './sessions/reader.ts';
+import { decide, type GatedApp } from '../../lib/gate.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { SessionIdentity, SessionReader } from '../sessions/reader.ts';
 
 const RECHECK_MS = 1_000;
 

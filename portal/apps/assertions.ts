@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
-import type { AtriumUser } from '../lib/app-kit.ts';
-import type { Database } from '../lib/db/schema.ts';
-import { initSetting } from '../lib/db/settings.ts';
+import type { AtriumUser } from '../../lib/app-kit.ts';
+import type { Database } from '../../lib/db/schema.ts';
+import { initSetting } from '../../lib/db/settings.ts';
 
 const TTL_SECONDS = 60;
 const REUSE_MARGIN_SECONDS = 20;

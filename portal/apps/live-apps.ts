@@ -1,8 +1,8 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { resolve } from 'node:path';
-import { discoverApps, type AppFailure, type LoadedApp } from '../lib/apps/discovery.ts';
-import { freePort } from '../lib/free-port.ts';
-import type { Logger } from '../lib/log.ts';
+import { discoverApps, type AppFailure, type LoadedApp } from '../../lib/apps/discovery.ts';
+import { freePort } from '../../lib/free-port.ts';
+import type { Logger } from '../../lib/log.ts';
 import type { AppRegistry } from './app-registry.ts';
 import type { AppTable } from './dispatch.ts';
 import type { UpstreamProxy } from './proxy.ts';

@@ -1,13 +1,13 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { AtriumError } from '../lib/errors.ts';
-import { decide } from '../lib/gate.ts';
-import type { Logger } from '../lib/log.ts';
-import { assertSafePath } from '../lib/paths.ts';
+import { AtriumError } from '../../lib/errors.ts';
+import { decide } from '../../lib/gate.ts';
+import type { Logger } from '../../lib/log.ts';
+import { assertSafePath } from '../../lib/paths.ts';
 import type { AppTable } from './dispatch.ts';
 import { refuseUpgrade, type UpstreamProxy } from './proxy.ts';
 import type { Realtime } from './realtime.ts';
-import type { SessionReader } from './sessions/reader.ts';
+import type { SessionReader } from '../sessions/reader.ts';
 
 const SOCKET_IO = '/socket.io/';
 

@@ -1,9 +1,9 @@
 import type Koa from 'koa';
 import mount from 'koa-mount';
-import type { LoadedApp } from '../lib/apps/discovery.ts';
-import { ForbiddenError, NotFoundError, UnauthenticatedError } from '../lib/errors.ts';
-import { decide } from '../lib/gate.ts';
-import { isBrowserNavigation, type PortalContext, type PortalMiddleware } from './http/context.ts';
+import type { LoadedApp } from '../../lib/apps/discovery.ts';
+import { ForbiddenError, NotFoundError, UnauthenticatedError } from '../../lib/errors.ts';
+import { decide } from '../../lib/gate.ts';
+import { isBrowserNavigation, type PortalContext, type PortalMiddleware } from '../http/context.ts';
 
 export interface MountedApp extends LoadedApp {
   /** The app's middleware, composed once: a koa-mount of the app, or the upstream proxy. */

@@ -1,6 +1,6 @@
-import type { AtriumServices, AtriumUser, ProfileApi } from '../lib/app-kit.ts';
-import type { ProfileService } from '../lib/profile/service.ts';
-import type { PortalContext } from './http/context.ts';
+import type { AtriumServices, AtriumUser, ProfileApi } from '../../lib/app-kit.ts';
+import type { ProfileService } from '../../lib/profile/service.ts';
+import type { PortalContext } from '../http/context.ts';
 
 /**
  * What a child app reaches through `ctx.state.atrium` (see lib/app-kit.ts): the signed-in user's
