@@ -51,14 +51,14 @@ import { TokenRefresher } from './sessions/refresher.ts';
 import { hardening } from './http/hardening.ts';
 import { sessionMiddleware } from './sessions/cookie-session.ts';
 import { userMiddleware } from './sessions/user.ts';
-import { adminRoutes } from './routes/admin/index.ts';
+import { adminRoutes } from './console/admin/index.ts';
 import { assets } from './http/assets.ts';
 import { authRoutes } from './sessions/auth-routes.ts';
 import { healthRoutes } from './http/health.ts';
 import { jwksRoute } from './apps/jwks.ts';
 import { hookRoutes } from './routes/hooks.ts';
-import { pageRoutes } from './routes/pages.ts';
-import { profileRoutes } from './routes/profile.ts';
+import { pageRoutes } from './console/launcher.ts';
+import { profileRoutes } from './console/profile.ts';
 import { developmentSessionKeys } from './secrets.ts';
 import { createViews } from './http/views.ts';
 

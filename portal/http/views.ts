@@ -10,7 +10,7 @@ export interface Views {
  * Each slice keeps its templates beside its code; one environment searches them all, so a template
  * names another ("layout.njk", "admin/layout.njk") without knowing which folder holds it.
  */
-const TEMPLATE_DIRS = ['./views', '../views'];
+const TEMPLATE_DIRS = ['./views', '../console/views', '../idp/views'];
 
 export function createViews(): Views {
   const dirs = TEMPLATE_DIRS.map((dir) => fileURLToPath(new URL(dir, import.meta.url)));
