@@ -1,6 +1,6 @@
 import type { SessionData, SessionIndex, SessionStore, StoredSession } from './store.ts';
 
-/** What one instance tells the others about sessions it changed (see portal/cluster.ts). */
+/** What one instance tells the others about sessions it changed (see portal/storage/cluster.ts). */
 export interface SessionEvent {
   kind: 'changed' | 'ended';
   ids: string[];

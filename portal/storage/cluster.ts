@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { Redis } from 'ioredis';
-import type { Logger } from '../lib/log.ts';
-import type { CachedSessionStore, SessionEvent } from '../lib/sessions/cached-store.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { CachedSessionStore, SessionEvent } from '../../lib/sessions/cached-store.ts';
 
 const CHANNEL = 'atrium:sessions';
 

@@ -1,8 +1,8 @@
-import type { Database } from '../lib/db/schema.ts';
-import type { AccessIndex } from '../lib/directory/access.ts';
-import { readRevision } from '../lib/directory/revision.ts';
-import type { Logger } from '../lib/log.ts';
-import type { ProfileCache } from '../lib/profile/cache.ts';
+import type { Database } from '../../lib/db/schema.ts';
+import type { AccessIndex } from '../../lib/directory/access.ts';
+import { readRevision } from '../../lib/directory/revision.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { ProfileCache } from '../../lib/profile/cache.ts';
 
 /**
  * Keeps this portal's in-memory directory (AccessIndex, ProfileCache) in step with the database,
