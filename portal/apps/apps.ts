@@ -1,0 +1,77 @@
+import type { Server } from 'node:http';
+import type Koa from 'koa';
+import type { Config } from '../../lib/config.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { Directory } from '../directory/directory.ts';
+import type { PortalMiddleware } from '../http/context.ts';
+import { SessionReader } from '../sessions/reader.ts';
+import type { Storage } from '../storage/storage.ts';
+import type { AppRegistry } from './app-registry.ts';
+import { AssertionSigner } from './assertions.ts';
+import { childServices } from './child-services.ts';
+import { AppTable, dispatch } from './dispatch.ts';
+import { LiveApps } from './live-apps.ts';
+import { UpstreamProxy } from './proxy.ts';
+import { Realtime } from './realtime.ts';
+import { Supervisor } from './supervisor.ts';
+import { upgradeHandler } from './upgrades.ts';
+
+/** Everything that serves apps: the table, live discovery, the proxy, app processes, sockets. */
+export interface Apps {
+  table: AppTable;
+  registry: AppRegistry;
+  live: LiveApps;
+  realtime: Realtime;
+  supervisor: Supervisor;
+  proxy: UpstreamProxy;
+  assertions: AssertionSigner;
+  /** Reads sessions outside Koa (socket.io handshakes, websocket upgrades). */
+  reader: SessionReader;
+  /** `/apps/…`: sign-in, lookup, gate, app. */
+  dispatch: PortalMiddleware;
+  /** Wires socket.io and websocket upgrades onto the HTTP server. */
+  attach(server: Server): void;
+  close(): Promise<void>;
+}
+
+export async function buildApps(deps: { config: Config; koa: Koa<any, any>; storage: Storage; directory: Directory; log: Logger }): Promise<Apps> {
+  const { config, koa, storage, directory, log } = deps;
+  const origin = config.publicUrl.origin;
+  const limits = { idleMs: config.sessionIdleSeconds * 1000, lifetimeMs: config.sessionLifetimeSeconds * 1000 };
+  const reader = new SessionReader(koa, storage.sessions, directory.resolver, limits);
+  const realtime = new Realtime(reader, log, origin, storage.cluster?.socketAdapter());
+  const assertions = await AssertionSigner.load(storage.database, origin);
+  const proxy = new UpstreamProxy(assertions, config.publicUrl, log);
+  const supervisor = new Supervisor(log);
+  const table = new AppTable();
+  const live = new LiveApps(table, { appsDir: config.appsDir, realtime, proxy, supervisor, log });
+  await live.load();
+
+  // Sockets follow sessions and the directory: an ended session or a demotion closes them.
+  storage.sessions.onEnded((ids) => realtime.endSessions(ids));
+  directory.watcher.onChange(() => {
+    realtime.recheckAll().catch((err: unknown) => log.warn({ err }, 'socket re-check failed'));
+  });
+
+  return {
+    table,
+    registry: live,
+    live,
+    realtime,
+    supervisor,
+    proxy,
+    assertions,
+    reader,
+    dispatch: dispatch(table, childServices(directory.profiles)),
+    attach(server) {
+      realtime.attach(server);
+      server.on('upgrade', upgradeHandler({ table, reader, proxy, realtime, publicOrigin: origin, log }));
+    },
+    async close() {
+      await live.stop();
+      await realtime.close();
+      await supervisor.stopAll();
+      proxy.close();
+    },
+  };
+}
