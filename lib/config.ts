@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseAppOrigin, type AppOriginPattern } from './apps/origins.ts';
 import { ConfigError } from './errors.ts';
 
 /**
@@ -47,6 +48,8 @@ const rawSchema = z.object({
   HOST: optionalString,
   PUBLIC_URL: optionalString,
   APPS_DIR: optionalString,
+  APP_ORIGIN: optionalString,
+  APPS_USER: optionalString,
   DATA_DIR: optionalString,
   DATABASE_URL: optionalString,
   REDIS_URL: optionalString,
@@ -78,6 +81,10 @@ export interface Config {
   /** Whether cookies get `Secure` (the public URL is https). */
   secureCookies: boolean;
   appsDir: string;
+  /** APP_ORIGIN: each app on its own origin; undefined: apps share the portal's origin under /apps/. */
+  appOrigin: AppOriginPattern | undefined;
+  /** APPS_USER: the OS user `command` apps run as (the portal must be able to switch to it). */
+  appsUser: string | undefined;
   dataDir: string;
   database: DatabaseTarget;
   redisUrl: string | undefined;
@@ -223,6 +230,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push('IDP_HOOK_SECRET: use at least 32 random characters (openssl rand -hex 32)');
   }
 
+  let appOrigin: AppOriginPattern | undefined;
+  if (raw.APP_ORIGIN !== undefined) {
+    const parsed = parseAppOrigin(raw.APP_ORIGIN);
+    if (typeof parsed === 'string') problems.push(`APP_ORIGIN: ${parsed}`);
+    else {
+      appOrigin = parsed;
+      if (production && parsed.protocol === 'http:' && !raw.ALLOW_HTTP) problems.push('APP_ORIGIN: production needs https app origins; set ALLOW_HTTP=1 only if a TLS proxy is not possible');
+      if (parsed.protocol !== publicUrl.protocol) problems.push(`APP_ORIGIN: use the same scheme as PUBLIC_URL (${publicUrl.protocol}//…), got "${raw.APP_ORIGIN}"`);
+      if (`.${publicUrl.hostname}`.endsWith(parsed.hostSuffix)) {
+        problems.push(`APP_ORIGIN: the portal's host ${publicUrl.hostname} must not itself look like an app host (*${parsed.hostSuffix}); put apps under a domain of their own, e.g. https://{tier}-{name}.apps.example.com`);
+      }
+    }
+  }
+  if (raw.APPS_USER !== undefined && !/^[a-z_][a-z0-9_-]{0,31}$/.test(raw.APPS_USER)) {
+    problems.push(`APPS_USER: must be an OS user name (lowercase letters, digits, "_" or "-"), got "${raw.APPS_USER}"`);
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
@@ -232,6 +256,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     publicUrl,
     secureCookies: publicUrl.protocol === 'https:',
     appsDir: raw.APPS_DIR ?? 'apps',
+    appOrigin,
+    appsUser: raw.APPS_USER,
     dataDir: raw.DATA_DIR ?? 'data',
     database,
     redisUrl: raw.REDIS_URL,
