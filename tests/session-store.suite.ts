@@ -84,4 +84,23 @@ export function sessionStoreContract(name: string, makeStore: () => SessionStore
     const values = (await Promise.all(keys.map((key) => store.get(key)))).map((s) => s?.data);
     expect(values).toEqual(keys.map((_, i) => ({ i })));
   });
+
+  it('hands a taken record to exactly one of many concurrent takers, once', async () => {
+    const store = makeStore();
+    const key = id('t');
+    await store.set(key, { code: 'once' }, 60_000, { subject: null });
+    const taken = await Promise.all(Array.from({ length: 8 }, () => store.take(key)));
+    expect(taken.filter((t) => t !== undefined).map((t) => t?.data)).toEqual([{ code: 'once' }]);
+    expect(await store.take(key)).toBeUndefined();
+    expect(await store.get(key)).toBeUndefined();
+    expect(await store.take(id('never-set'))).toBeUndefined();
+  });
+
+  it('does not hand out an expired record', async () => {
+    const store = makeStore();
+    const key = id('tx');
+    await store.set(key, { code: 'late' }, 40, { subject: null });
+    await new Promise((r) => setTimeout(r, 120));
+    expect(await store.take(key)).toBeUndefined();
+  });
 }

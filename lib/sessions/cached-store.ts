@@ -86,6 +86,15 @@ export class CachedSessionStore implements SessionStore {
     this.ended([id]);
   }
 
+  /** Never served from the cache: single use is the store's to decide. */
+  async take(id: string): Promise<StoredSession | undefined> {
+    this.entries.delete(id);
+    const taken = await this.inner.take(id);
+    this.entries.delete(id);
+    if (taken) this.publish?.({ kind: 'changed', ids: [id] });
+    return taken;
+  }
+
   async destroyBySubject(subject: string): Promise<number> {
     const ids = await this.inner.idsBySubject(subject);
     const count = await this.inner.destroyBySubject(subject);

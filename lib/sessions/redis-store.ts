@@ -52,6 +52,18 @@ export class RedisSessionStore implements SessionStore {
     await this.redis.del(sessionKey(id));
   }
 
+  async take(id: string): Promise<StoredSession | undefined> {
+    // GETDEL is atomic: one caller gets the value, every other one nil.
+    const raw = await this.redis.getdel(sessionKey(id));
+    if (!raw) return undefined;
+    try {
+      const stored = JSON.parse(raw) as StoredSession;
+      return stored.expiresAt > Date.now() ? stored : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   private async liveMembers(setKey: string): Promise<string[]> {
     const ids = await this.redis.smembers(setKey);
     if (ids.length === 0) return [];

@@ -45,6 +45,14 @@ export class SqlSessionStore implements SessionStore {
     await this.db.deleteFrom('sessions').where('id', '=', id).execute();
   }
 
+  async take(id: string): Promise<StoredSession | undefined> {
+    const found = await this.get(id);
+    if (!found) return undefined;
+    // Whoever deletes the row owns it; a concurrent taker's delete finds nothing.
+    const result = await this.db.deleteFrom('sessions').where('id', '=', id).executeTakeFirst();
+    return Number(result.numDeletedRows) === 1 ? found : undefined;
+  }
+
   async destroyBySubject(subject: string): Promise<number> {
     const result = await this.db.deleteFrom('sessions').where('user_sub', '=', subject).executeTakeFirst();
     return Number(result.numDeletedRows);

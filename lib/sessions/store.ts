@@ -29,6 +29,11 @@ export interface SessionStore {
    */
   update(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<boolean>;
   destroy(id: string): Promise<void>;
+  /**
+   * Reads and removes a record in one step: of any number of concurrent callers, exactly one gets
+   * it (single-use records such as sign-in hand-off codes). Undefined when it is gone or expired.
+   */
+  take(id: string): Promise<StoredSession | undefined>;
   /** Ends every session of one user (logout everywhere, a disabled account); returns how many. */
   destroyBySubject(subject: string): Promise<number>;
   /** Ids of one user's live sessions. */
