@@ -12,8 +12,13 @@ import type { Logger } from '../lib/log.ts';
 import type { CachedSessionStore } from '../lib/sessions/cached-store.ts';
 import type { AppRegistry } from './apps/app-registry.ts';
 import { buildApps } from './apps/apps.ts';
+import { appHostServer } from './apps/origin/app-host.ts';
+import { isolationReport } from './apps/isolation.ts';
+import { handoffRoutes } from './apps/origin/handoff-route.ts';
+import { sessionKeeper } from './apps/origin/keep-current.ts';
 import type { AssertionSigner } from './apps/assertions.ts';
-import type { AppTable } from './apps/dispatch.ts';
+import type { AppTable, MountedApp } from './apps/dispatch.ts';
+import { appOrigin } from '../lib/apps/origins.ts';
 import { jwksRoute } from './apps/jwks.ts';
 import type { Realtime } from './apps/realtime.ts';
 import type { Supervisor } from './apps/supervisor.ts';
@@ -37,7 +42,7 @@ import { EMBEDDED_PREFIX, type EmbeddedProvider } from './idp/provider.ts';
 import { authRoutes } from './sessions/auth-routes.ts';
 import { backchannelRoutes } from './sessions/backchannel.ts';
 import { bearerAuthenticator } from './sessions/bearer.ts';
-import { sessionMiddleware } from './sessions/cookie-session.ts';
+import { sessionCookieName, sessionMiddleware } from './sessions/cookie-session.ts';
 import { fastAppPath } from './sessions/fast-path.ts';
 import { buildIdentity } from './sessions/identity.ts';
 import { sessionLifecycle } from './sessions/lifecycle.ts';
@@ -92,12 +97,34 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   app.maxIpsCount = 1;
   app.silent = true;
 
-  const apps = await buildApps({ config, koa: app, storage, directory, log });
+  // A part that fails to build (a bad APPS_USER, say) must not leave the database or Redis open.
+  const apps = await buildApps({ config, koa: app, storage, directory, log }).catch(async (err: unknown) => {
+    await storage.close();
+    throw err;
+  });
   const identity = await buildIdentity({ config, storage, directory, views, log });
   const { embedded, rp, verifier, refresher, tokenGrantsLevel } = identity;
   const { accessClaim } = config.oidc;
   const limits = { idleMs: config.sessionIdleSeconds * 1000, lifetimeMs: config.sessionLifetimeSeconds * 1000 };
   const { resolver } = directory;
+
+  // APP_ORIGIN: each app on its own origin, signed in through a hand-off from this one.
+  const origins = apps.origins;
+  const renewal = { refresher, accessClaim, tokenGrantsLevel, log };
+  const appHost =
+    origins &&
+    appHostServer({
+      pattern: origins.pattern,
+      table: apps.table,
+      sessions: origins.sessions,
+      portalOrigin: origin,
+      keepCurrent: sessionKeeper({ store: sessions, limits, renewal }),
+      decorate: apps.decorate,
+    });
+
+  const isolation = isolationReport(config, apps.supervisor.isolation);
+  for (const warning of isolation.warnings) log.warn({ isolation: true }, warning);
+  views.setGlobal('securityWarnings', isolation.warnings);
 
   const metrics = new Metrics({
     atrium_apps_mounted: { help: 'Apps being served', read: () => apps.table.list().length },
@@ -109,11 +136,13 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   // (Routers type their context more narrowly than the pipeline's; each is a Koa middleware all the same.)
   const pipeline: (Koa.Middleware<any, any> | false)[] = [
     metrics.middleware(),
-    errorHandler(views, log),
+    errorHandler(views, log, origin),
     hardening({ secureCookies: config.secureCookies }),
+    // Requests for an app's own origin are answered here and go no further.
+    appHost ?? false,
     // Signed-in app requests that need no session work leave the pipeline here.
-    fastAppPath({ store: sessions, resolver, limits, dispatch: apps.dispatch }),
-    healthRoutes({ database, rp, redis: cluster }).routes(),
+    fastAppPath({ store: sessions, resolver, limits, dispatch: apps.dispatch, cookie: sessionCookieName(config.secureCookies) }),
+    healthRoutes({ database, rp, redis: cluster, isolation }).routes(),
     assets(),
     jwksRoute(apps.assertions),
     !!config.hookSecret &&
@@ -127,8 +156,14 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     userMiddleware(resolver, bearerAuthenticator({ verifier, access: directory.access, audience: identity.audience, accessClaim })),
     apps.dispatch,
     metrics.route(),
+    !!origins && handoffRoutes({ pattern: origins.pattern, table: apps.table, sessions: origins.sessions, reader: apps.reader, views }).routes(),
     authRoutes({ rp, users: directory.users, log, publicOrigin: origin, secureCookies: config.secureCookies, tokenGrantsLevel, onLogin: (id, profile) => directory.profileCache.set(id, profile) }).routes(),
-    pageRoutes({ apps: apps.table, views, requests: directory.requests }).routes(),
+    pageRoutes({
+      apps: apps.table,
+      views,
+      requests: directory.requests,
+      ...(origins ? { hrefOf: (a: MountedApp) => `${appOrigin(origins.pattern, a.tier, a.name)}/` } : {}),
+    }).routes(),
     profileRoutes({ profiles: directory.profiles, requests: directory.requests, views, publicOrigin: origin }).routes(),
     adminRoutes({ ...directory, sessions, registry: apps.registry, views, publicOrigin: origin }).routes(),
   ];

@@ -59,6 +59,9 @@ function banner(config: Config, running: RunningPortal): string {
 }
 
 async function main(): Promise<void> {
+  // A belt to the explicit modes where the portal writes its files: anything else it (or a library)
+  // creates is private too. App processes inherit it, which only keeps their files to themselves.
+  process.umask(0o077);
   dotenv.config({ quiet: true });
   let config: Config;
   try {

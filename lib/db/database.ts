@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Kysely, MysqlDialect, SqliteDialect } from 'kysely';
 import type { DatabaseTarget } from '../config.ts';
+import { makePrivateFile, tightenPrivateFile } from '../private-files.ts';
 import type { Database, DB } from './schema.ts';
 
 /** Opens the database named by DATABASE_URL; MySQL databases are created when missing. */
@@ -10,12 +11,23 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
   return openMysql(target.url, target.database);
 }
 
+/** SQLite's companions of a database file in WAL mode (and the rollback journal of older runs). */
+const SIDE_FILES = ['-wal', '-shm', '-journal'];
+
 async function openSqlite(file: string): Promise<Database> {
   const { default: SQLite } = await import('better-sqlite3');
   const path = file === ':memory:' ? file : resolve(file);
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  if (path !== ':memory:') {
+    // Sessions and the provider's signing keys live in this file: the portal's user alone reads it.
+    // Only a folder made here is made 0700; an existing parent may be shared (/var/lib) and is not ours.
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    makePrivateFile(path, 'DATABASE_URL');
+    for (const side of SIDE_FILES) tightenPrivateFile(`${path}${side}`, 'DATABASE_URL');
+  }
   const sqlite = new SQLite(path);
   sqlite.pragma('journal_mode = WAL');
+  // SQLite creates -wal and -shm with the database file's mode; this only catches a surprise.
+  if (path !== ':memory:') for (const side of SIDE_FILES) tightenPrivateFile(`${path}${side}`, 'DATABASE_URL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('synchronous = NORMAL');

@@ -3,7 +3,10 @@ import type Koa from 'koa';
 import type { Config } from '../../lib/config.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Directory } from '../directory/directory.ts';
-import type { PortalMiddleware } from '../http/context.ts';
+import { appOrigin } from '../../lib/apps/origins.ts';
+import type { PortalContext, PortalMiddleware } from '../http/context.ts';
+import { AppOriginSessions } from './origin/app-sessions.ts';
+import type { AppOrigins } from './origin/request-host.ts';
 import { SessionReader } from '../sessions/reader.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { AppRegistry } from './app-registry.ts';
@@ -27,8 +30,12 @@ export interface Apps {
   assertions: AssertionSigner;
   /** Reads sessions outside Koa (socket.io handshakes, websocket upgrades). */
   reader: SessionReader;
-  /** `/apps/…`: sign-in, lookup, gate, app. */
+  /** `/apps/…`: sign-in, lookup, gate, app (with APP_ORIGIN: a redirect to the app's origin). */
   dispatch: PortalMiddleware;
+  /** With APP_ORIGIN: the app-origin sessions and how raw requests find their app. */
+  origins: AppOrigins | undefined;
+  /** What in-process apps get in ctx.state.atrium. */
+  decorate: (ctx: PortalContext) => void;
   /** Wires socket.io and websocket upgrades onto the HTTP server. */
   attach(server: Server): void;
   close(): Promise<void>;
@@ -39,13 +46,18 @@ export async function buildApps(deps: { config: Config; koa: Koa<any, any>; stor
   const origin = config.publicUrl.origin;
   const limits = { idleMs: config.sessionIdleSeconds * 1000, lifetimeMs: config.sessionLifetimeSeconds * 1000 };
   const reader = new SessionReader(koa, storage.sessions, directory.resolver, limits);
-  const realtime = new Realtime(reader, log, origin, storage.cluster?.socketAdapter());
+  const pattern = config.appOrigin;
+  const originSessions = pattern ? new AppOriginSessions(koa, storage.sessions, reader, limits.lifetimeMs, pattern.protocol === 'https:') : undefined;
+  const origins: AppOrigins | undefined = pattern && originSessions ? { pattern, sessions: originSessions, trustProxy: koa.proxy } : undefined;
+  const realtime = new Realtime(reader, log, origin, storage.cluster?.socketAdapter(), origins);
   const assertions = await AssertionSigner.load(storage.database, origin);
   const proxy = new UpstreamProxy(assertions, config.publicUrl, log);
-  const supervisor = new Supervisor(log);
+  const supervisor = new Supervisor(log, config.appsUser);
   const table = new AppTable();
   const live = new LiveApps(table, { appsDir: config.appsDir, realtime, proxy, supervisor, log });
   await live.load();
+
+  const decorate = childServices(directory.profiles);
 
   // Sockets follow sessions and the directory: an ended session or a demotion closes them.
   storage.sessions.onEnded((ids) => realtime.endSessions(ids));
@@ -62,10 +74,12 @@ export async function buildApps(deps: { config: Config; koa: Koa<any, any>; stor
     proxy,
     assertions,
     reader,
-    dispatch: dispatch(table, childServices(directory.profiles)),
+    origins,
+    decorate,
+    dispatch: dispatch(table, decorate, pattern && ((app) => appOrigin(pattern, app.tier, app.name))),
     attach(server) {
       realtime.attach(server);
-      server.on('upgrade', upgradeHandler({ table, reader, proxy, realtime, publicOrigin: origin, log }));
+      server.on('upgrade', upgradeHandler({ table, reader, proxy, realtime, publicOrigin: origin, origins, log }));
     },
     async close() {
       await live.stop();

@@ -1,13 +1,18 @@
 import type Koa from 'koa';
 import mount from 'koa-mount';
 import type { LoadedApp } from '../../lib/apps/discovery.ts';
-import { ForbiddenError, NotFoundError, UnauthenticatedError } from '../../lib/errors.ts';
-import { decide } from '../../lib/gate.ts';
+import type { AtriumUser } from '../../lib/app-kit.ts';
+import { ForbiddenError, NotFoundError, UnauthenticatedError, type AtriumError } from '../../lib/errors.ts';
+import { decide, type GateDecision } from '../../lib/gate.ts';
+import type { Logger } from '../../lib/log.ts';
 import { isBrowserNavigation, type PortalContext, type PortalMiddleware } from '../http/context.ts';
+import { ResponseRules } from './response-rules.ts';
 
 export interface MountedApp extends LoadedApp {
   /** The app's middleware, composed once: a koa-mount of the app, or the upstream proxy. */
   handler: Koa.Middleware;
+  /** The same on the app's own origin (APP_ORIGIN), where the app lives at `/` rather than its prefix. */
+  originHandler: Koa.Middleware;
 }
 
 /**
@@ -16,10 +21,22 @@ export interface MountedApp extends LoadedApp {
  */
 export class AppTable {
   private readonly byKey = new Map<string, MountedApp>();
+  /** What an in-process app's response may not do (see response-rules.ts); upstreams are filtered in the proxy. */
+  private readonly rules: ResponseRules;
+
+  constructor(log?: Logger) {
+    this.rules = new ResponseRules(log);
+  }
 
   set(app: LoadedApp, handler?: Koa.Middleware): MountedApp {
     if (!handler && !app.app) throw new TypeError(`${app.prefix} has neither a Koa app nor a handler`);
-    const mounted: MountedApp = { ...app, handler: handler ?? mount(app.prefix, app.app as Koa) };
+    // An upstream's handler serves both forms (the proxy reads ctx.state.appOrigin); a Koa app is mounted twice.
+    // Either way, an in-process app's response headers pass the rules, wrapped here once per app.
+    const mounted: MountedApp = {
+      ...app,
+      handler: handler ?? this.rules.guard(app.prefix, mount(app.prefix, app.app as Koa)),
+      originHandler: handler ?? this.rules.guard(app.prefix, mount(app.app as Koa)),
+    };
     this.byKey.set(`${app.tier}/${app.name}`, mounted);
     return mounted;
   }
@@ -44,7 +61,7 @@ const APPS_PREFIX = '/apps/';
  * about which apps exist), then the lookup, then the gate, then the app. The path has already passed
  * assertSafePath, so its segments are exactly what they look like.
  */
-export function dispatch(table: AppTable, decorate?: (ctx: PortalContext) => void): PortalMiddleware {
+export function dispatch(table: AppTable, decorate?: (ctx: PortalContext) => void, appOriginOf?: (app: MountedApp) => string): PortalMiddleware {
   // Not `async`: it is on the hot path, and every extra promise counts.
   return (ctx, next) => {
     const path = ctx.path;
@@ -67,14 +84,14 @@ export function dispatch(table: AppTable, decorate?: (ctx: PortalContext) => voi
     if (!app) return Promise.reject(new NotFoundError('There is no app at this address.'));
 
     const decision = decide(user, app);
-    if (!decision.allowed) {
-      if (decision.status === 401) return Promise.reject(new UnauthenticatedError());
-      return Promise.reject(new ForbiddenError(
-        decision.reason === 'level'
-          ? `“${app.title}” is in the ${app.tier} tier. Your level is ${user.level ?? 'none'}.`
-          : `“${app.title}” is open only to members of ${app.groups.join(', ')}.`,
-        { needed: app.tier, level: user.level, groups: decision.reason === 'groups' ? app.groups : [], app: app.prefix },
-      ));
+    if (!decision.allowed) return Promise.reject(accessRefusal(user, app, decision));
+
+    if (appOriginOf) {
+      // App origins: the portal's origin serves no app content. Saved links keep working: the
+      // same path and query, on the app's own origin.
+      const rest = nameEnd < 0 ? '/' : path.slice(nameEnd);
+      ctx.redirect(`${appOriginOf(app)}${rest}${ctx.querystring ? `?${ctx.querystring}` : ''}`);
+      return Promise.resolve();
     }
 
     if (nameEnd < 0) {
@@ -85,4 +102,15 @@ export function dispatch(table: AppTable, decorate?: (ctx: PortalContext) => voi
     decorate?.(ctx);
     return app.handler(ctx, next);
   };
+}
+
+/** The error for a refused gate decision: 401 when the gate wants a sign-in, else a 403 naming what is needed. */
+export function accessRefusal(user: AtriumUser, app: MountedApp, decision: Exclude<GateDecision, { allowed: true }>): AtriumError {
+  if (decision.status === 401) return new UnauthenticatedError();
+  return new ForbiddenError(
+    decision.reason === 'level'
+      ? `“${app.title}” is in the ${app.tier} tier. Your level is ${user.level ?? 'none'}.`
+      : `“${app.title}” is open only to members of ${app.groups.join(', ')}.`,
+    { needed: app.tier, level: user.level, groups: decision.reason === 'groups' ? app.groups : [], app: app.prefix },
+  );
 }

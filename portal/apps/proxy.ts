@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type Koa from 'koa';
@@ -6,12 +6,18 @@ import type { AtriumUser } from '../../lib/app-kit.ts';
 import { UpstreamError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { AssertionSigner } from './assertions.ts';
+import { isPortalCookieName, ResponseRules } from './response-rules.ts';
 
 /** What the proxy needs to know about an upstream app. */
 export interface UpstreamTarget {
   prefix: string;
   /** Where the app listens, e.g. http://127.0.0.1:8501 */
   upstream: URL;
+  /**
+   * Set when the request came to the app's own origin (APP_ORIGIN): the app lives at `/` there, so
+   * nothing is stripped, and the forwarded host and the assertion's audience are that origin.
+   */
+  origin?: string | undefined;
 }
 
 const IDENTITY_PREFIX = 'x-atrium-';
@@ -25,6 +31,9 @@ const FORWARDED = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', '
  */
 export class UpstreamProxy {
   private readonly proxy = createProxyServer({ xfwd: false, changeOrigin: false, proxyTimeout: 120_000, ws: true });
+  private readonly rules: ResponseRules;
+  /** Which app a request in flight is for, so the response rules can name it. */
+  private readonly appOf = new WeakMap<IncomingMessage, string>();
 
   constructor(
     private readonly signer: AssertionSigner,
@@ -33,12 +42,27 @@ export class UpstreamProxy {
   ) {
     // Errors are handled per request below; this keeps an unexpected one from crashing the process.
     this.proxy.on('error', (err) => this.log.warn({ err }, 'proxy error'));
+    this.rules = new ResponseRules(log);
+    // The upstream's headers are rewritten before http-proxy-3 copies them onto the response.
+    this.proxy.on('proxyRes', (proxyRes, req, res) => {
+      this.rules.filterUpstream(proxyRes.headers, this.appOf.get(req) ?? 'upstream');
+      keepPortalSetCookie(res, proxyRes.headers);
+    });
+    // A websocket handshake's answer (101, or a plain HTTP one) is written straight to the socket:
+    // these listeners run before http-proxy-3's own, which are added after this event.
+    this.proxy.on('proxyReqWs', (proxyReq, req) => {
+      const app = this.appOf.get(req) ?? 'upstream';
+      const filter = (answer: IncomingMessage) => this.rules.filterUpstream(answer.headers, app);
+      proxyReq.once('upgrade', filter);
+      proxyReq.once('response', filter);
+    });
   }
 
   /** Rewrites the request for the upstream: path without the prefix, identity headers, forwarding headers. */
   private async prepare(req: IncomingMessage, target: UpstreamTarget, user: AtriumUser, path: string): Promise<void> {
+    this.appOf.set(req, target.prefix);
     const url = new URL(req.url ?? '/', 'http://x');
-    const rest = path.slice(target.prefix.length) || '/';
+    const rest = target.origin ? path : path.slice(target.prefix.length) || '/';
     req.url = `${rest}${url.search}`;
     const headers = req.headers;
     const clientIp = req.socket.remoteAddress ?? '';
@@ -49,14 +73,14 @@ export class UpstreamProxy {
       if (canonical.startsWith(IDENTITY_PREFIX) || FORWARDED.includes(canonical) || canonical === 'authorization') delete headers[name];
     }
     stripPortalCookies(headers);
-    const proto = this.publicUrl.protocol.replace(':', '');
+    const publicBase = target.origin ? new URL(target.origin) : this.publicUrl;
     Object.assign(headers, {
       'x-forwarded-for': clientIp,
-      'x-forwarded-host': this.publicUrl.host,
-      'x-forwarded-proto': proto,
-      'x-forwarded-prefix': target.prefix,
+      'x-forwarded-host': publicBase.host,
+      'x-forwarded-proto': publicBase.protocol.replace(':', ''),
+      ...(target.origin ? {} : { 'x-forwarded-prefix': target.prefix }),
       ...identityHeaders(user),
-      'x-atrium-assertion': await this.signer.sign(user, `${this.publicUrl.origin}${target.prefix}`),
+      'x-atrium-assertion': await this.signer.sign(user, target.origin ?? `${this.publicUrl.origin}${target.prefix}`),
     });
   }
 
@@ -64,7 +88,8 @@ export class UpstreamProxy {
   handler(target: UpstreamTarget): Koa.Middleware {
     return async (ctx) => {
       const user = ctx.state.user as AtriumUser;
-      await this.prepare(ctx.req, target, user, ctx.path);
+      const origin = (ctx.state as { appOrigin?: string }).appOrigin;
+      await this.prepare(ctx.req, origin ? { ...target, origin } : target, user, ctx.path);
       ctx.respond = false;
       try {
         await new Promise<void>((resolve, reject) => {
@@ -108,17 +133,26 @@ export function identityHeaders(user: AtriumUser): Record<string, string> {
   };
 }
 
-/** Every portal cookie (session, login transactions, the embedded provider's) is named `atrium.…`. */
-const PORTAL_COOKIE = /^atrium[.=]/;
-
+/** The portal's cookies (`atrium.…`, also `__Host-`/`__Secure-` prefixed) are never the upstream's to see. */
 function stripPortalCookies(headers: IncomingHttpHeaders): void {
   if (!headers.cookie) return;
   const kept = headers.cookie
     .split(';')
     .map((c) => c.trim())
-    .filter((c) => c && !PORTAL_COOKIE.test(c));
+    .filter((c) => c && !isPortalCookieName(c.includes('=') ? c.slice(0, c.indexOf('=')) : c));
   if (kept.length > 0) headers.cookie = kept.join('; ');
   else delete headers.cookie;
+}
+
+/**
+ * http-proxy-3 sets the upstream's Set-Cookie on the response, replacing any the portal put there
+ * first (a session signature re-signed under a newer key): those are kept, ahead of the app's.
+ */
+function keepPortalSetCookie(res: ServerResponse, upstream: IncomingHttpHeaders): void {
+  const app = upstream['set-cookie'];
+  if (app === undefined || !res.hasHeader('set-cookie')) return;
+  const own = res.getHeader('set-cookie');
+  upstream['set-cookie'] = [...(Array.isArray(own) ? own : [String(own)]), ...app];
 }
 
 function describe(err: unknown): string {

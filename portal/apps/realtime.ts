@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import { decide, type GatedApp } from '../../lib/gate.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { SessionIdentity, SessionReader } from '../sessions/reader.ts';
+import { appOfRequest, type AppOrigins } from './origin/request-host.ts';
 
 const RECHECK_MS = 1_000;
 
@@ -33,6 +34,8 @@ export class Realtime {
     private readonly log: Logger,
     private readonly publicOrigin: string,
     adapter?: ServerOptions['adapter'],
+    /** With APP_ORIGIN: a namespace answers only on its app's own origin, signed in by its app session. */
+    private readonly origins?: AppOrigins,
   ) {
     this.io = new Server({
       ...(adapter ? { adapter } : {}),
@@ -100,10 +103,8 @@ export class Realtime {
   }
 
   private async admit(socket: Socket, app: LoadedApp): Promise<string | undefined> {
-    // Cookies are SameSite=Lax, which a sibling subdomain's page still gets: check where the page is from.
-    const origin = socket.handshake.headers.origin;
-    if (origin !== undefined && origin !== this.publicOrigin) return 'forbidden';
-    const identity = await this.reader.read(socket.request);
+    const identity = await this.identify(socket, app);
+    if (identity === 'forbidden') return 'forbidden';
     if (!identity) return 'unauthenticated';
     const decision = decide(identity.user, app);
     if (!decision.allowed) return decision.status === 401 ? 'unauthenticated' : 'forbidden';
@@ -112,6 +113,25 @@ export class Realtime {
     data.session = identity.session;
     data.user = identity.user;
     return undefined;
+  }
+
+  /**
+   * Who opens a socket: on the portal's origin, its session; on an app origin (APP_ORIGIN), that
+   * app's session there — and only for the app's own namespace. Cookies are SameSite=Lax, which a
+   * sibling subdomain's page still gets: the page must be from the origin the socket is for.
+   */
+  private async identify(socket: Socket, app: LoadedApp): Promise<SessionIdentity | undefined | 'forbidden'> {
+    const req = socket.request;
+    const origin = socket.handshake.headers.origin;
+    if (!this.origins) {
+      if (origin !== undefined && origin !== this.publicOrigin) return 'forbidden';
+      return this.reader.read(req);
+    }
+    const target = appOfRequest(this.origins, req);
+    // The portal's origin serves no app content, sockets included.
+    if (!target || target.tier !== app.tier || target.name !== app.name) return 'forbidden';
+    if (origin !== undefined && origin !== target.origin) return 'forbidden';
+    return this.origins.sessions.identifyRequest(req, target.key);
   }
 
   /** Holds a proxied upstream websocket to the same rules; it is closed when its session or access ends. */

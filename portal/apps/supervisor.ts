@@ -1,13 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../../lib/log.ts';
+import { appEnvironment, resolveAppProcessAccount, type AppIsolation, type AppProcessUser } from './app-sandbox.ts';
 
 const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 30_000;
 const HEALTHY_AFTER_MS = 30_000;
 const STOP_GRACE_MS = 5_000;
-/** The portal's secrets stay out of app processes (defence in depth: real isolation needs another user). */
-const PORTAL_SECRETS = new Set(['SESSION_SECRET', 'OIDC_CLIENT_SECRET', 'IDP_HOOK_SECRET', 'DATABASE_URL', 'REDIS_URL']);
 
 interface Supervised {
   command: string;
@@ -25,12 +24,26 @@ interface Supervised {
  * Runs the `command` of upstream apps: started with `PORT` set, in its own process group (so a
  * shell's children go with it), restarted with exponential back-off when it dies, its output
  * logged line by line under the app's name, and stopped (TERM, then KILL) when the app goes away or
- * the portal stops.
+ * the portal stops. With APPS_USER every process runs as that OS user (see app-sandbox.ts), so it
+ * cannot read the portal's environment, database or keys; either way it gets an allow-listed
+ * environment, never the portal's.
  */
 export class Supervisor {
   private readonly processes = new Map<string, Supervised>();
+  private readonly user: AppProcessUser | undefined;
+  /** Whether app processes are isolated from the portal (for /readyz and the admin console). */
+  readonly isolation: AppIsolation;
 
-  constructor(private readonly log: Logger) {}
+  /** Throws ConfigError when APPS_USER cannot be honoured (unknown user, portal not root). */
+  constructor(
+    private readonly log: Logger,
+    appsUser: string | undefined,
+  ) {
+    const account = resolveAppProcessAccount(appsUser);
+    this.user = account.user;
+    this.isolation = account.isolation;
+    log.info({ appsUser: this.isolation.appsUser, isolated: this.isolation.isolated }, this.isolation.reason);
+  }
 
   start(name: string, command: string, cwd: string, port: number): void {
     const existing = this.processes.get(name);
@@ -58,7 +71,9 @@ export class Supervisor {
       shell: true,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !PORTAL_SECRETS.has(name))), PORT: String(entry.port) },
+      env: appEnvironment(process.env, this.user, entry.port),
+      // libuv drops root's supplementary groups before switching, so only the user's gid remains.
+      ...(this.user && { uid: this.user.uid, gid: this.user.gid }),
     });
     entry.child = child;
     log.info({ pid: child.pid, command: entry.command, port: entry.port }, 'app process started');

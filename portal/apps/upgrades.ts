@@ -8,6 +8,7 @@ import type { AppTable } from './dispatch.ts';
 import { refuseUpgrade, type UpstreamProxy } from './proxy.ts';
 import type { Realtime } from './realtime.ts';
 import type { SessionReader } from '../sessions/reader.ts';
+import { appOfRequest, type AppOrigins } from './origin/request-host.ts';
 
 const SOCKET_IO = '/socket.io/';
 
@@ -16,8 +17,8 @@ const SOCKET_IO = '/socket.io/';
  * same path checks and gate as HTTP. A refused upgrade gets a plain 400/401/403/404 answer and the
  * socket is closed; nothing reaches the app.
  */
-export function upgradeHandler(deps: { table: AppTable; reader: SessionReader; proxy: UpstreamProxy; realtime: Realtime; publicOrigin: string; log: Logger }) {
-  const { table, reader, proxy, realtime, publicOrigin, log } = deps;
+export function upgradeHandler(deps: { table: AppTable; reader: SessionReader; proxy: UpstreamProxy; realtime: Realtime; publicOrigin: string; origins?: AppOrigins; log: Logger }) {
+  const { table, reader, proxy, realtime, publicOrigin, origins, log } = deps;
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const raw = req.url ?? '/';
     if (raw.startsWith(SOCKET_IO)) return; // socket.io's own listener answers these
@@ -35,6 +36,7 @@ export function upgradeHandler(deps: { table: AppTable; reader: SessionReader; p
         refuseUpgrade(socket, 400, 'Bad Request', JSON.stringify({ error: (err as AtriumError).code }));
         return;
       }
+      if (origins) return routeOnAppOrigin(origins, path);
       // A page on another origin (even a same-site sibling, which Lax cookies reach) may not open one.
       const origin = req.headers.origin;
       if (origin !== undefined && origin !== publicOrigin) return refuseUpgrade(socket, 403, 'Forbidden', JSON.stringify({ error: 'cross_origin' }));
@@ -47,6 +49,23 @@ export function upgradeHandler(deps: { table: AppTable; reader: SessionReader; p
       const decision = decide(identity.user, app);
       if (!decision.allowed) return refuseUpgrade(socket, 403, 'Forbidden', JSON.stringify({ error: 'forbidden', needed: app.tier, level: identity.user.level }));
       await proxy.upgrade(req, socket, head, { prefix: app.prefix, upstream: app.upstream }, identity.user, path);
+      realtime.trackTunnel(socket, identity.sessionId, app);
+    }
+
+    /** With APP_ORIGIN: upgrades only on an app's own origin, from its own pages, by its own session. */
+    async function routeOnAppOrigin(origins: AppOrigins, path: string): Promise<void> {
+      const target = appOfRequest(origins, req);
+      // The portal's origin serves no app content, websockets included.
+      if (!target) return refuseUpgrade(socket, 404, 'Not Found', JSON.stringify({ error: 'not_found' }));
+      const origin = req.headers.origin;
+      if (origin !== undefined && origin !== target.origin) return refuseUpgrade(socket, 403, 'Forbidden', JSON.stringify({ error: 'cross_origin' }));
+      const app = table.get(target.tier, target.name);
+      const identity = app ? await origins.sessions.identifyRequest(req, target.key) : undefined;
+      if (!identity) return refuseUpgrade(socket, 401, 'Unauthorized', JSON.stringify({ error: 'unauthenticated' }));
+      if (!app?.upstream) return refuseUpgrade(socket, 404, 'Not Found', JSON.stringify({ error: 'not_found' }));
+      const decision = decide(identity.user, app);
+      if (!decision.allowed) return refuseUpgrade(socket, 403, 'Forbidden', JSON.stringify({ error: 'forbidden', needed: app.tier, level: identity.user.level }));
+      await proxy.upgrade(req, socket, head, { prefix: app.prefix, upstream: app.upstream, origin: target.origin }, identity.user, path);
       realtime.trackTunnel(socket, identity.sessionId, app);
     }
   };

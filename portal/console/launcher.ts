@@ -5,15 +5,22 @@ import { UnauthenticatedError } from '../../lib/errors.ts';
 import { decide } from '../../lib/gate.ts';
 import { TIERS } from '../../lib/levels.ts';
 import type { PortalState } from '../http/context.ts';
-import type { AppTable } from '../apps/dispatch.ts';
+import type { AppTable, MountedApp } from '../apps/dispatch.ts';
 import { signedInSession } from '../sessions/user.ts';
 import type { Views } from '../http/views.ts';
 
 const TIER_LABELS = { stable: 'Stable', ea: 'Early access', devel: 'In development' } as const;
 
 /** The launcher (`/`) and the signed-in user as JSON (`/me`). */
-export function pageRoutes(deps: { apps: AppTable; views: Views; requests: AccessRequests }): Router<PortalState> {
+export function pageRoutes(deps: {
+  apps: AppTable;
+  views: Views;
+  requests: AccessRequests;
+  /** With APP_ORIGIN, where each app lives; otherwise its path here. */
+  hrefOf?: (app: MountedApp) => string;
+}): Router<PortalState> {
   const { apps, views, requests } = deps;
+  const hrefOf = deps.hrefOf ?? ((app: MountedApp) => `${app.prefix}/`);
   const router = new Router<PortalState>();
 
   router.get('/', async (ctx) => {
@@ -26,7 +33,7 @@ export function pageRoutes(deps: { apps: AppTable; views: Views; requests: Acces
       label: TIER_LABELS[tier],
       apps: all
         .filter((app) => app.tier === tier)
-        .map((app) => ({ prefix: app.prefix, title: app.title, description: app.description, open: decide(user, app).allowed, needs: app.tier })),
+        .map((app) => ({ prefix: app.prefix, href: hrefOf(app), title: app.title, description: app.description, open: decide(user, app).allowed, needs: app.tier })),
     }));
     ctx.set('Cache-Control', 'no-store');
     ctx.type = 'html';

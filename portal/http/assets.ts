@@ -3,7 +3,10 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type Koa from 'koa';
 
-const FILES: Record<string, string> = { '/assets/atrium.css': 'text/css; charset=utf-8' };
+const FILES: Record<string, string> = {
+  '/assets/atrium.css': 'text/css; charset=utf-8',
+  '/assets/handoff.js': 'text/javascript; charset=utf-8',
+};
 
 /** The portal's own static files, read once into memory and served with an ETag. */
 export function assets(): Koa.Middleware {

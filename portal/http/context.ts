@@ -36,6 +36,8 @@ export interface PortalState {
   atrium?: AtriumServices;
   /** The session's CSRF token, for forms on pages rendered outside the routes (error pages). */
   csrf?: string;
+  /** Set when the request arrived on an app's own origin (APP_ORIGIN), e.g. `https://ea-chat.apps.example.com`. */
+  appOrigin?: string;
 }
 
 export type PortalContext = Koa.ParameterizedContext<PortalState>;

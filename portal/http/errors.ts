@@ -19,7 +19,7 @@ const HEADINGS: Record<number, string> = {
  * when `expose` allows, their message; anything else is a 500 whose details go only to the log.
  * Browsers get a page, API callers JSON `{ error, message, ...details }`.
  */
-export function errorHandler(views: Views, log: Logger): PortalMiddleware {
+export function errorHandler(views: Views, log: Logger, portalOrigin = ''): PortalMiddleware {
   const render = (ctx: Parameters<PortalMiddleware>[0], caught: unknown): void => {
     const err = normalise(caught);
     if (err.status === 500) log.error({ err: caught, method: ctx.method, url: ctx.originalUrl }, 'request failed');
@@ -43,8 +43,11 @@ export function errorHandler(views: Views, log: Logger): PortalMiddleware {
         message,
         details: err.details,
         user: ctx.state.user,
-        // The header's Sign out form (and the 403 page's access request) need it.
-        csrf: ctx.state.user ? ctx.state.csrf : undefined,
+        // The header's Sign out form (and the 403 page's access request) need it. Never on an app
+        // origin: the app's scripts can read its pages, and the token would let them act here.
+        csrf: ctx.state.user && !ctx.state.appOrigin ? ctx.state.csrf : undefined,
+        // On an app origin the page's links lead back to the portal.
+        base: ctx.state.appOrigin ? portalOrigin : '',
         back: ctx.method === 'POST' ? ctx.get('Referer') : undefined,
       });
     } else {

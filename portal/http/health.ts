@@ -2,12 +2,13 @@ import Router from '@koa/router';
 import { sql } from 'kysely';
 import type { Database } from '../../lib/db/schema.ts';
 import type { RelyingParty } from '../../lib/oidc/relying-party.ts';
+import type { IsolationReport } from '../apps/isolation.ts';
 
 /**
  * Liveness says the process answers; readiness says its dependencies do (database, provider, Redis), so a
  * load balancer sends traffic only to an instance that can sign people in.
  */
-export function healthRoutes(deps: { database: Database; rp: RelyingParty; redis?: { ping(): Promise<boolean> } | undefined }): Router {
+export function healthRoutes(deps: { database: Database; rp: RelyingParty; redis?: { ping(): Promise<boolean> } | undefined; isolation?: IsolationReport }): Router {
   const router = new Router();
   router.get('/healthz', (ctx) => {
     ctx.set('Cache-Control', 'no-store');
@@ -26,7 +27,8 @@ export function healthRoutes(deps: { database: Database; rp: RelyingParty; redis
     if (deps.redis) checks.redis = (await deps.redis.ping()) ? 'ok' : 'failing';
     const ready = Object.values(checks).every((c) => c === 'ok');
     ctx.status = ready ? 200 : 503;
-    ctx.body = { status: ready ? 'ready' : 'not ready', checks };
+    // Isolation does not gate readiness (the portal works), but an operator reading this learns what is weak.
+    ctx.body = { status: ready ? 'ready' : 'not ready', checks, ...(deps.isolation && { isolation: deps.isolation }) };
   });
   return router;
 }

@@ -10,7 +10,16 @@ import type { PortalContext, PortalSession, PortalState } from '../http/context.
 import { assertCsrf, newCsrfToken } from '../http/csrf.ts';
 import { signedInSession } from './user.ts';
 
-const TRANSACTION_COOKIE = 'atrium.auth';
+/**
+ * `atrium.auth.<state>`; over https `__Secure-` prefixed, so a browser takes it only from a secure
+ * origin with Secure set: a plain-http sibling on the same host cannot plant a login transaction of
+ * its own (which would sign the visitor in to the planter's account). Not `__Host-`: that needs
+ * Path=/, and the cookie is scoped to the callback.
+ */
+function transactionCookie(secure: boolean): string {
+  return secure ? '__Secure-atrium.auth' : 'atrium.auth';
+}
+
 const TRANSACTION_TTL_MS = 10 * 60 * 1000;
 const STATE = /^[A-Za-z0-9_-]{16,128}$/;
 
@@ -36,11 +45,12 @@ export function authRoutes(deps: {
   const { rp, users, log, publicOrigin, secureCookies } = deps;
   const router = new Router<PortalState>();
   const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure: secureCookies, signed: true, path: '/auth/callback', overwrite: true };
+  const transactionName = transactionCookie(secureCookies);
 
   router.get('/login', async (ctx) => {
     const returnTo = safeReturnTo(ctx.query.returnTo);
     const { url, transaction } = await rp.startLogin(returnTo);
-    ctx.cookies.set(`${TRANSACTION_COOKIE}.${transaction.state}`, Buffer.from(JSON.stringify(transaction)).toString('base64url'), { ...cookieOptions, maxAge: TRANSACTION_TTL_MS });
+    ctx.cookies.set(`${transactionName}.${transaction.state}`, Buffer.from(JSON.stringify(transaction)).toString('base64url'), { ...cookieOptions, maxAge: TRANSACTION_TTL_MS });
     ctx.set('Cache-Control', 'no-store');
     ctx.redirect(url.href);
   });
@@ -48,11 +58,11 @@ export function authRoutes(deps: {
   router.get('/auth/callback', async (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     const state = typeof ctx.query.state === 'string' ? ctx.query.state : '';
-    const transaction = STATE.test(state) ? readTransaction(ctx, state) : undefined;
+    const transaction = STATE.test(state) ? readTransaction(ctx, `${transactionName}.${state}`, state) : undefined;
     if (!transaction) {
       throw new BadRequestError('This sign-in link has expired or was already used. Start again from the app you wanted.', { code: 'login_expired' });
     }
-    ctx.cookies.set(`${TRANSACTION_COOKIE}.${state}`, '', { ...cookieOptions, maxAge: 0 });
+    ctx.cookies.set(`${transactionName}.${state}`, '', { ...cookieOptions, maxAge: 0 });
     if (typeof ctx.query.error === 'string') {
       throw new ForbiddenError(
         ctx.query.error === 'access_denied' ? 'The sign-in was cancelled.' : 'The identity provider refused the sign-in.',
@@ -119,8 +129,8 @@ export function authRoutes(deps: {
   return router;
 }
 
-function readTransaction(ctx: PortalContext, state: string): LoginTransaction | undefined {
-  const raw = ctx.cookies.get(`${TRANSACTION_COOKIE}.${state}`, { signed: true });
+function readTransaction(ctx: PortalContext, cookie: string, state: string): LoginTransaction | undefined {
+  const raw = ctx.cookies.get(cookie, { signed: true });
   if (!raw) return undefined;
   try {
     const t = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as Partial<LoginTransaction>;

@@ -1,7 +1,7 @@
 import { sessionEnded, tokenRefreshDue, touchIntervalMs, type SessionLimits } from '../../lib/sessions/lifetime.ts';
 import type { SessionStore, StoredSession } from '../../lib/sessions/store.ts';
 import type { PortalMiddleware, PortalSession } from '../http/context.ts';
-import { SESSION_COOKIE, SESSION_ID } from './cookie-session.ts';
+import { carriesTwice, SESSION_ID } from './cookie-session.ts';
 import { signedInSession, userFromSession, type UserResolver } from './user.ts';
 
 const MAX_REMEMBERED_SIGNATURES = 20_000;
@@ -23,8 +23,11 @@ export function fastAppPath(deps: {
   resolver: UserResolver;
   limits: SessionLimits;
   dispatch: PortalMiddleware;
+  /** The session cookie's name (see sessionCookieName). */
+  cookie: string;
 }): PortalMiddleware {
-  const { store, resolver, limits, dispatch } = deps;
+  const { store, resolver, limits, dispatch, cookie } = deps;
+  const signatureCookie = `${cookie}.sig`;
   const touchEvery = touchIntervalMs(limits);
   const verified = new Map<string, true>();
 
@@ -49,14 +52,16 @@ export function fastAppPath(deps: {
   // Not `async`: on the hot path every extra promise counts (see BENCHMARKS.md).
   return (ctx, next) => {
     if (!ctx.path.startsWith('/apps/') || ctx.get('Authorization')) return next();
-    const id = ctx.cookies.get(SESSION_COOKIE, { signed: false });
-    const signature = ctx.cookies.get(`${SESSION_COOKIE}.sig`, { signed: false });
+    // The session cookie twice (a copy planted with a narrower Path): the ordinary path signs it out.
+    if (carriesTwice(ctx.headers.cookie, cookie)) return next();
+    const id = ctx.cookies.get(cookie, { signed: false });
+    const signature = ctx.cookies.get(signatureCookie, { signed: false });
     if (!id || !signature || !SESSION_ID.test(id)) return next();
     const remembered = `${id}.${signature}`;
     if (!verified.has(remembered)) {
       // Index 0 is the newest key; a cookie signed with an older one goes the ordinary way (re-signed there).
       const keys = (ctx.cookies as unknown as { keys: { index(data: string, digest: string): number } }).keys;
-      if (keys.index(`${SESSION_COOKIE}=${id}`, signature) !== 0) return next();
+      if (keys.index(`${cookie}=${id}`, signature) !== 0) return next();
       if (verified.size >= MAX_REMEMBERED_SIGNATURES) verified.clear();
       verified.set(remembered, true);
     }

@@ -4,7 +4,7 @@ import type { AtriumUser } from '../../lib/app-kit.ts';
 import { sessionEnded, type SessionLimits } from '../../lib/sessions/lifetime.ts';
 import type { SessionStore } from '../../lib/sessions/store.ts';
 import type { PortalSession } from '../http/context.ts';
-import { SESSION_COOKIE, SESSION_ID } from './cookie-session.ts';
+import { carriesTwice, SESSION_ID, sessionCookieOf } from './cookie-session.ts';
 import { signedInSession, userFromSession, type UserResolver } from './user.ts';
 
 export interface SessionIdentity {
@@ -15,7 +15,8 @@ export interface SessionIdentity {
 
 /**
  * Reads a session outside Koa's pipeline — socket.io handshakes and websocket upgrades — with
- * exactly the cookie rules koa-session uses (same name, same signing keys, same expiry check).
+ * exactly the cookie rules koa-session uses (the name it was installed with on this app, the same
+ * signing keys, the same expiry check, and no session when the cookie comes twice).
  */
 export class SessionReader {
   constructor(
@@ -26,10 +27,13 @@ export class SessionReader {
   ) {}
 
   sessionIdOf(req: IncomingMessage): string | undefined {
-    if (!req.headers.cookie) return undefined;
+    const header = req.headers.cookie;
+    if (!header) return undefined;
+    const name = sessionCookieOf(this.app);
+    if (carriesTwice(header, name)) return undefined;
     // A throwaway response: only the request's cookies are read, nothing is ever written to it.
     const ctx = this.app.createContext(req, new ServerResponse(req));
-    const id = ctx.cookies.get(SESSION_COOKIE, { signed: true });
+    const id = ctx.cookies.get(name, { signed: true });
     return id && SESSION_ID.test(id) ? id : undefined;
   }
 

@@ -3,6 +3,7 @@ import { openDatabase } from '../../lib/db/database.ts';
 import { migrateToLatest } from '../../lib/db/migrate.ts';
 import type { Database } from '../../lib/db/schema.ts';
 import type { Logger } from '../../lib/log.ts';
+import { tightenPrivateDir } from '../../lib/private-files.ts';
 import { CachedSessionStore } from '../../lib/sessions/cached-store.ts';
 import { RedisSessionStore } from '../../lib/sessions/redis-store.ts';
 import { SqlSessionStore } from '../../lib/sessions/sql-store.ts';
@@ -21,6 +22,9 @@ export interface Storage {
 }
 
 export async function buildStorage(config: Config, log: Logger): Promise<Storage> {
+  // DATA_DIR (the default database's folder, the development secret) may predate the 0700 rule.
+  // It is not created here: with SESSION_SECRET and MySQL nothing needs it.
+  tightenPrivateDir(config.dataDir, 'DATA_DIR');
   const database = await openDatabase(config.database);
   const applied = await migrateToLatest(database);
   if (applied.length > 0) log.info({ migrations: applied }, 'database migrated');
