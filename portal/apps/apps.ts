@@ -53,7 +53,7 @@ export async function buildApps(deps: { config: Config; koa: Koa<any, any>; stor
   const assertions = await AssertionSigner.load(storage.database, origin);
   const proxy = new UpstreamProxy(assertions, config.publicUrl, log);
   const supervisor = new Supervisor(log, config.appsUser);
-  const table = new AppTable();
+  const table = new AppTable(log);
   const live = new LiveApps(table, { appsDir: config.appsDir, realtime, proxy, supervisor, log });
   await live.load();
 

@@ -27,7 +27,8 @@ const FORWARDED = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', '
  * Reverse proxy for apps that run in their own process (http-proxy-3), for HTTP and websocket
  * upgrades. The prefix is stripped (`X-Forwarded-Prefix` says what it was), the identity travels in
  * `X-Atrium-*` headers with a signed assertion, and whatever a client sent under those names — or
- * as the portal's session cookie — never reaches the app.
+ * as the portal's cookies — never reaches the app. The app's answers (and websocket handshake
+ * answers) pass the response rules (response-rules.ts) before they are written.
  */
 export class UpstreamProxy {
   private readonly proxy = createProxyServer({ xfwd: false, changeOrigin: false, proxyTimeout: 120_000, ws: true });
