@@ -70,7 +70,7 @@ describe('the OpenID Connect code flow through the embedded provider', () => {
     const sid = agent.cookie('atrium.sid');
     expect(sid?.httpOnly).toBe(true);
     expect(sid?.sameSite).toBe('lax');
-    expect(sid?.secure).toBe(false); // PUBLIC_URL is http here; see the https test below
+    expect(sid?.secure).toBe(false); // PUBLIC_URL is http here; the https case is in tests/app-responses.test.ts
     expect(sid?.value).toMatch(/^[A-Za-z0-9_-]{43}$/);
     for (const cookie of agent.cookies.values()) {
       expect(cookie.value).not.toMatch(/^eyJ/); // no JWT anywhere in a cookie
