@@ -55,6 +55,8 @@ async function codeFor(agent: HostAgent, url: string): Promise<{ action: string;
   return form;
 }
 
+/** Whether a response gave the browser an app-origin session cookie. */
+const setsAppSession = (response: HostResponse) => response.setCookies.some((c) => c.startsWith('atrium.app='));
 const appCookie = (agent: HostAgent, tier: string, name: string) => agent.jar(`${tier}-${name}.apps.localhost:${port}`).get('atrium.app');
 
 describe('apps on their own origins', () => {
@@ -137,7 +139,7 @@ describe('the hand-off code', () => {
     expect(first.status).toBe(303);
     const again = await fresh.request('POST', action, { form: { code } });
     expect(again.status).toBe(400);
-    expect(again.setCookies.some((c) => c.startsWith('atrium.app='))).toBe(false);
+    expect(setsAppSession(again)).toBe(false);
   });
 
   it('is bound to its app origin: posted to another app it fails, and is spent', async () => {
@@ -145,7 +147,7 @@ describe('the hand-off code', () => {
     const { action, code } = await codeFor(agent, appUrl('devel', 'lab', '/'));
     const elsewhere = await agent.request('POST', appUrl('ea', 'notes', '/.well-known/atrium/session'), { form: { code } });
     expect(elsewhere.status).toBe(400);
-    expect(elsewhere.setCookies.some((c) => c.startsWith('atrium.app='))).toBe(false);
+    expect(setsAppSession(elsewhere)).toBe(false);
     expect((await agent.request('POST', action, { form: { code } })).status).toBe(400);
   });
 
@@ -169,10 +171,56 @@ describe('the hand-off code', () => {
     for (const code of ['A'.repeat(43), 'x', '', '../../etc', 'A'.repeat(5000)]) {
       const response = await agent.request('POST', appUrl('ea', 'echo', '/.well-known/atrium/session'), { form: { code } });
       expect([400, 413], code.slice(0, 10)).toContain(response.status);
-      expect(response.setCookies.some((c) => c.startsWith('atrium.app='))).toBe(false);
+      expect(setsAppSession(response)).toBe(false);
     }
     expect((await agent.get(appUrl('ea', 'echo', '/.well-known/atrium/session'))).status).toBe(404);
     expect((await agent.get(appUrl('ea', 'echo', '/.well-known/atrium/other'))).status).toBe(404);
+  });
+
+  it('refuses hostile hand-off requests at the portal with 400 and issues no code', async () => {
+    const { agent } = await signedIn('admin@example.com');
+    const state = 'S'.repeat(32);
+    for (const query of [
+      `app=ea/notes`,
+      `app=ea/notes&state=short`,
+      `app=ea/notes&state=${'S'.repeat(65)}`,
+      `app=ea/notes&state=${state}%00`,
+      `app=../notes&state=${state}`,
+      `app=ea/notes/x&state=${state}`,
+      `app=EA/notes&state=${state}`,
+      `app=ea&state=${state}`,
+      `app[]=ea/notes&state=${state}`,
+      `state=${state}`,
+    ]) {
+      const response = await agent.get(`${PORTAL}/auth/handoff?${query}`);
+      expect(response.status, query).toBe(400);
+      expect(handoffForm(response.text), query).toBeUndefined();
+    }
+    // A hostile returnTo ends at the app's root, never on another origin.
+    const browser = new HostAgent(port);
+    browser.jars.set(`127.0.0.1:${port}`, new Map(agent.jar(`127.0.0.1:${port}`)));
+    const started = await browser.get(appUrl('ea', 'echo', '/'));
+    const realState = new URL(started.location as string).searchParams.get('state') as string;
+    const form = await browser.get(`${PORTAL}/auth/handoff?app=ea/echo&state=${realState}&returnTo=${encodeURIComponent('//evil.example/x')}`);
+    const handoff = handoffForm(form.text);
+    expect(handoff).toBeDefined();
+    const posted = await browser.request('POST', handoff!.action, { form: { code: handoff!.code } });
+    expect(posted.status).toBe(303);
+    const confirmed = await browser.get(posted.location as string);
+    expect(confirmed.status).toBe(302);
+    expect(confirmed.location).toBe(appUrl('ea', 'echo', '/'));
+  });
+
+  it('treats two app session cookies as none (a planted copy), sending the browser to sign in again', async () => {
+    const { agent } = await signedIn('ea@example.com');
+    const jar = agent.jar(`ea-notes.apps.localhost:${port}`);
+    expect((await agent.get(appUrl('ea', 'notes', '/'))).status).toBe(200);
+    const header = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
+    const twice = await agent.request('GET', appUrl('ea', 'notes', '/'), { cookies: false, headers: { Cookie: `atrium.app=planted; ${header}` } });
+    expect(twice.status).toBe(302);
+    expect(twice.location?.startsWith(`${PORTAL}/auth/handoff?`)).toBe(true);
+    const api = await agent.request('GET', appUrl('ea', 'notes', '/'), { cookies: false, headers: { Cookie: `${header}; atrium.app=planted`, Accept: 'application/json' } });
+    expect(api.status).toBe(401);
   });
 
   it('expires: a code past its lifetime fails', async () => {
@@ -182,7 +230,7 @@ describe('the hand-off code', () => {
     await portal.portal.database.db.updateTable('sessions').set({ expires_at: Date.now() - 1 }).where('id', '=', code).execute();
     const response = await agent.request('POST', action, { form: { code } });
     expect(response.status).toBe(400);
-    expect(response.setCookies.some((c) => c.startsWith('atrium.app='))).toBe(false);
+    expect(setsAppSession(response)).toBe(false);
   });
 
   it('dies with the portal session: replayed after logout it fails', async () => {
@@ -192,7 +240,7 @@ describe('the hand-off code', () => {
     expect((await agent.request('POST', `${PORTAL}/logout`, { form: { _csrf: csrf } })).status).toBe(303);
     const response = await agent.request('POST', action, { form: { code } });
     expect(response.status).toBe(400);
-    expect(response.setCookies.some((c) => c.startsWith('atrium.app='))).toBe(false);
+    expect(setsAppSession(response)).toBe(false);
   });
 
   it('never appears in a URL: it travels in a form post', async () => {

@@ -1,5 +1,4 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -13,6 +12,7 @@ import { createTestDatabase } from './helpers/databases.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
 import { ResponseRules } from '../portal/apps/response-rules.ts';
 import { connect } from './helpers/sockets.ts';
+import { listenOnLoopback } from './helpers/upstream.ts';
 
 /**
  * A hostile app author against the portal, through app responses and planted cookies: an app may
@@ -88,17 +88,7 @@ async function startHostileUpstream() {
     headers.push(...hostileCookies(query).map((line) => `Set-Cookie: ${line}`), 'Clear-Site-Data: "*"', 'Service-Worker-Allowed: /');
   });
   wss.on('connection', (socket) => socket.send('hello'));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const client of wss.clients) client.terminate();
-        wss.close();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return listenOnLoopback(server, wss);
 }
 
 let upstream: Awaited<ReturnType<typeof startHostileUpstream>>;

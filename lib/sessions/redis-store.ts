@@ -11,18 +11,23 @@ const idpKey = (sid: string) => `${PREFIX}sid:${sid}`;
  * itself; a set per user and per provider session indexes them (revocation, back-channel logout)
  * and is pruned of ids whose sessions have gone.
  */
+/** A stored value that is well-formed and not past its expiry, else undefined. */
+function live(raw: string | null): StoredSession | undefined {
+  if (!raw) return undefined;
+  try {
+    const stored = JSON.parse(raw) as StoredSession;
+    return stored.expiresAt > Date.now() ? stored : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class RedisSessionStore implements SessionStore {
   constructor(private readonly redis: Redis) {}
 
   async get(id: string): Promise<StoredSession | undefined> {
     const raw = await this.redis.get(sessionKey(id));
-    if (!raw) return undefined;
-    try {
-      const stored = JSON.parse(raw) as StoredSession;
-      return stored.expiresAt > Date.now() ? stored : undefined;
-    } catch {
-      return undefined;
-    }
+    return live(raw);
   }
 
   async set(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<void> {
@@ -55,13 +60,7 @@ export class RedisSessionStore implements SessionStore {
   async take(id: string): Promise<StoredSession | undefined> {
     // GETDEL is atomic: one caller gets the value, every other one nil.
     const raw = await this.redis.getdel(sessionKey(id));
-    if (!raw) return undefined;
-    try {
-      const stored = JSON.parse(raw) as StoredSession;
-      return stored.expiresAt > Date.now() ? stored : undefined;
-    } catch {
-      return undefined;
-    }
+    return live(raw);
   }
 
   private async liveMembers(setKey: string): Promise<string[]> {

@@ -47,7 +47,7 @@ export async function buildApps(deps: { config: Config; koa: Koa<any, any>; stor
   const limits = { idleMs: config.sessionIdleSeconds * 1000, lifetimeMs: config.sessionLifetimeSeconds * 1000 };
   const reader = new SessionReader(koa, storage.sessions, directory.resolver, limits);
   const pattern = config.appOrigin;
-  const originSessions = pattern ? new AppOriginSessions(koa, storage.sessions, reader, limits.lifetimeMs, pattern.protocol === 'https:') : undefined;
+  const originSessions = pattern ? new AppOriginSessions(storage.sessions, reader, limits.lifetimeMs, pattern.protocol === 'https:') : undefined;
   const origins: AppOrigins | undefined = pattern && originSessions ? { pattern, sessions: originSessions, trustProxy: koa.proxy } : undefined;
   const realtime = new Realtime(reader, log, origin, storage.cluster?.socketAdapter(), origins);
   const assertions = await AssertionSigner.load(storage.database, origin);

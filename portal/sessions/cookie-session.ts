@@ -11,7 +11,12 @@ import type { SessionStore } from '../../lib/sessions/store.ts';
  * browsers, and the duplicate check below is what stops a planted copy.
  */
 export function sessionCookieName(secure: boolean): string {
-  return secure ? '__Host-atrium.sid' : 'atrium.sid';
+  return hostOnlyCookieName('atrium.sid', secure);
+}
+
+/** A portal cookie's name on a host: `__Host-` prefixed over https (Secure, Path=/, no Domain), plain over http. */
+export function hostOnlyCookieName(base: string, secure: boolean): string {
+  return secure ? `__Host-${base}` : base;
 }
 
 /** The name each Koa app's session middleware was installed with, for readers outside the pipeline. */

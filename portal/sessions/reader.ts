@@ -27,14 +27,16 @@ export class SessionReader {
   ) {}
 
   sessionIdOf(req: IncomingMessage): string | undefined {
-    const header = req.headers.cookie;
-    if (!header) return undefined;
-    const name = sessionCookieOf(this.app);
-    if (carriesTwice(header, name)) return undefined;
-    // A throwaway response: only the request's cookies are read, nothing is ever written to it.
-    const ctx = this.app.createContext(req, new ServerResponse(req));
-    const id = ctx.cookies.get(name, { signed: true });
+    const id = this.signedCookie(req, sessionCookieOf(this.app));
     return id && SESSION_ID.test(id) ? id : undefined;
+  }
+
+  /** A signed cookie of a raw request, checked with the portal's keys; none when it comes twice. */
+  signedCookie(req: IncomingMessage, name: string): string | undefined {
+    const header = req.headers.cookie;
+    if (!header || carriesTwice(header, name)) return undefined;
+    // A throwaway response: only the request's cookies are read, nothing is ever written to it.
+    return this.app.createContext(req, new ServerResponse(req)).cookies.get(name, { signed: true }) || undefined;
   }
 
   async read(req: IncomingMessage): Promise<SessionIdentity | undefined> {

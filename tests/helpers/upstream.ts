@@ -17,6 +17,11 @@ export async function startEchoUpstream(): Promise<{ url: string; server: Server
     socket.send(JSON.stringify({ hello: req.headers['x-atrium-email'], path: req.url, level: req.headers['x-atrium-level'] }));
     socket.on('message', (data) => socket.send(`echo:${data.toString()}`));
   });
+  return listenOnLoopback(server, wss);
+}
+
+/** Listens on a free loopback port; close() ends open websockets and connections first. */
+export async function listenOnLoopback(server: Server, wss: WebSocketServer): Promise<{ url: string; server: Server; close(): Promise<void> }> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,

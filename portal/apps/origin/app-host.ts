@@ -6,7 +6,8 @@ import { safeReturnTo } from '../../../lib/return-to.ts';
 import { isBrowserNavigation, type PortalContext, type PortalMiddleware } from '../../http/context.ts';
 import type { SessionIdentity } from '../../sessions/reader.ts';
 import { accessRefusal, type AppTable } from '../dispatch.ts';
-import { appCookieName, carriesTwice, HANDOFF_STATE, HANDOFF_TTL_MS, handoffCookieName, newId, pendingCookieName, type AppOriginSessions } from './app-sessions.ts';
+import { carriesTwice } from '../../sessions/cookie-session.ts';
+import { appCookieName, HANDOFF_STATE, HANDOFF_TTL_MS, handoffCookieName, newId, pendingCookieName, type AppOriginSessions } from './app-sessions.ts';
 
 /** Paths on an app origin that the portal answers itself; an app never sees them. */
 export const RESERVED_PREFIX = '/.well-known/atrium/';
@@ -39,8 +40,7 @@ export function appHostServer(deps: {
   const form = bodyParser({ enableTypes: ['form'], formLimit: '2kb' });
 
   const readCookie = (ctx: PortalContext, name: string): string | undefined => {
-    const header = ctx.get('Cookie');
-    if (!header || carriesTwice(header, name)) return undefined;
+    if (carriesTwice(ctx.headers.cookie, name)) return undefined;
     return ctx.cookies.get(name, { signed: true }) || undefined;
   };
 
@@ -86,13 +86,15 @@ export function appHostServer(deps: {
     ctx.redirect(safeReturnTo(confirmed.returnTo));
   };
 
+  const portalHost = new URL(portalOrigin).host;
   return async (ctx, next) => {
-    const target = appFromHost(pattern, ctx.host);
+    // Most requests are the portal's own: one string comparison, no parsing, for them.
+    const host = ctx.host;
+    const target = host === portalHost ? undefined : appFromHost(pattern, host);
     if (!target) return next();
     const key = `${target.tier}/${target.name}`;
+    // Also tells the error handler that this page is the app's: no portal token on it.
     ctx.state.appOrigin = appOrigin(pattern, target.tier, target.name);
-    // Nothing that is the portal's travels to an app origin's pages (error pages included).
-    ctx.state.csrf = undefined;
     if (ctx.path.startsWith(RESERVED_PREFIX)) {
       // The code never reaches a log line: drop the query from what the error handler would log.
       ctx.originalUrl = ctx.request.originalUrl = ctx.path;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { ServerResponse, type IncomingMessage } from 'node:http';
-import type Koa from 'koa';
+import type { IncomingMessage } from 'node:http';
 import type { SessionStore } from '../../../lib/sessions/store.ts';
+import { hostOnlyCookieName } from '../../sessions/cookie-session.ts';
 import type { SessionIdentity, SessionReader } from '../../sessions/reader.ts';
 
 /** Seconds, not minutes: the hand-off is one redirect and one form post away. */
@@ -9,18 +9,14 @@ export const HANDOFF_TTL_MS = 30_000;
 const ID = /^[A-Za-z0-9_-]{43}$/;
 export const HANDOFF_STATE = /^[A-Za-z0-9_-]{22,64}$/;
 
-/** The app origin's own cookie (host-only on the app's host); `__Host-` when served over https. */
-export function appCookieName(secure: boolean): string {
-  return secure ? '__Host-atrium.app' : 'atrium.app';
-}
-/** A redeemed code waiting for the browser's state to confirm it (seconds long). */
-export function pendingCookieName(secure: boolean): string {
-  return secure ? '__Host-atrium.pending' : 'atrium.pending';
-}
-/** The browser-side half of a hand-off, set on the app origin before it sends the browser to the portal. */
-export function handoffCookieName(secure: boolean): string {
-  return secure ? '__Host-atrium.handoff' : 'atrium.handoff';
-}
+/**
+ * The app origin's cookies, host-only on the app's host (`__Host-` over https): its own session
+ * (`atrium.app`), a redeemed code waiting for the browser's state (`atrium.pending`, seconds long),
+ * and that state, the browser-side half of a hand-off (`atrium.handoff`).
+ */
+export const appCookieName = (secure: boolean): string => hostOnlyCookieName('atrium.app', secure);
+export const pendingCookieName = (secure: boolean): string => hostOnlyCookieName('atrium.pending', secure);
+export const handoffCookieName = (secure: boolean): string => hostOnlyCookieName('atrium.handoff', secure);
 
 type HandoffRecord = {
   handoff: { portal: string; app: string; state: string; returnTo: string };
@@ -41,7 +37,6 @@ export const newId = (): string => randomBytes(32).toString('base64url');
  */
 export class AppOriginSessions {
   constructor(
-    private readonly koa: Koa<any, any>,
     private readonly store: SessionStore,
     private readonly reader: SessionReader,
     private readonly lifetimeMs: number,
@@ -106,28 +101,10 @@ export class AppOriginSessions {
 
   /** The app session id a raw request carries (socket.io handshakes, websocket upgrades). */
   idOf(req: IncomingMessage): string | undefined {
-    const header = req.headers.cookie;
-    if (!header) return undefined;
-    const name = appCookieName(this.secure);
-    if (carriesTwice(header, name)) return undefined;
-    // A throwaway response: only the request's cookies are read, nothing is written to it.
-    return this.koa.createContext(req, new ServerResponse(req)).cookies.get(name, { signed: true }) || undefined;
+    return this.reader.signedCookie(req, appCookieName(this.secure));
   }
 
   async identifyRequest(req: IncomingMessage, app: string): Promise<SessionIdentity | undefined> {
     return this.identify(this.idOf(req), app);
   }
-}
-
-/**
- * Whether a Cookie header carries the cookie `name` more than once: a second copy can only be one
- * planted with another Path or Domain, and which one a server reads first is the attacker's choice.
- */
-export function carriesTwice(header: string, name: string): boolean {
-  let count = 0;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq >= 0 && part.slice(0, eq).trim() === name && ++count > 1) return true;
-  }
-  return false;
 }
