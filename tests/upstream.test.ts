@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
 import { Agent } from './helpers/agent.ts';
 import { koaAppSource, makeAppsDir } from './helpers/apps.ts';
+import { type HostAgentInMode, MODES, type ModePortal, startModePortal } from './helpers/modes.ts';
 import { EXAMPLE_APPS, startTestPortal, type TestPortal } from './helpers/portal.ts';
 import { cookieHeader } from './helpers/sockets.ts';
 import { startEchoUpstream } from './helpers/upstream.ts';
@@ -12,25 +13,24 @@ import { startEchoUpstream } from './helpers/upstream.ts';
 let portal: TestPortal;
 let upstream: Awaited<ReturnType<typeof startEchoUpstream>>;
 let ea: Agent;
-let devel: Agent;
 
 /** A supervised upstream: a Node one-liner that serves its pid on PORT. */
 const SUPERVISED = `require('http').createServer((q, s) => s.end(JSON.stringify({ pid: process.pid, port: process.env.PORT }))).listen(process.env.PORT, '127.0.0.1')`;
 
+let upstreamApps: string;
+
 beforeAll(async () => {
   upstream = await startEchoUpstream();
-  const apps = makeAppsDir({
+  const apps = (upstreamApps = makeAppsDir({
     'ea/echo/app.json': JSON.stringify({ title: 'Echo', upstream: upstream.url }),
     'devel/secret/app.json': JSON.stringify({ title: 'Secret', upstream: upstream.url }),
     'stable/down/app.json': JSON.stringify({ title: 'Down', upstream: 'http://127.0.0.1:9' }),
     'stable/supervised/app.json': JSON.stringify({ upstream: 'http://127.0.0.1:0', command: `node -e "${SUPERVISED.replace(/"/g, '\\"')}"` }),
     'stable/inproc/index.js': koaAppSource('inproc'),
-  });
+  }));
   portal = await startTestPortal({ env: { APPS_DIR: apps } });
   ea = new Agent(portal.origin);
   await ea.login('ea@example.com', DEMO_PASSWORD);
-  devel = new Agent(portal.origin);
-  await devel.login('devel@example.com', DEMO_PASSWORD);
 });
 afterAll(async () => {
   await portal?.stopAll();
@@ -52,49 +52,175 @@ const SPOOFED = {
   'X-Forwarded-Port': '1',
 };
 
-describe('HTTP to an upstream app', () => {
-  it('strips the prefix, forwards identity, and drops every spoofed header and the session cookie', async () => {
-    ea.cookies.set('app_cookie', { name: 'app_cookie', value: 'kept', path: '/', httpOnly: false, secure: false, sameSite: undefined, raw: '' });
-    const r = await ea.get('/apps/ea/echo/some/path?q=1', { Accept: 'application/json', ...SPOOFED });
-    ea.cookies.delete('app_cookie');
+/** Long enough for any loaded machine: closing is event-driven, so this only bounds a failure. */
+const CLOSED_WITHIN_MS = 10_000;
+
+describe.each(MODES)('an upstream app, with %s', (mode) => {
+  let setup: ModePortal;
+  let eaBrowser: HostAgentInMode;
+  let develBrowser: HostAgentInMode;
+  beforeAll(async () => {
+    setup = await startModePortal(mode, { env: { APPS_DIR: upstreamApps } });
+    eaBrowser = await setup.signedIn('ea@example.com');
+    develBrowser = await setup.signedIn('devel@example.com');
+  });
+  afterAll(async () => {
+    await setup?.stopAll();
+  });
+  const echoed = (r: { json<T>(): T }) => r.json<{ path: string; method: string; headers: Record<string, string> }>();
+
+  it('gets the path below its mount and the identity; every spoofed header and the portal’s cookies are dropped', async () => {
+    await eaBrowser.visit('ea', 'echo', '/');
+    const host = new URL(setup.appOrigin('ea', 'echo')).host;
+    eaBrowser.jar(host).set('app_cookie', 'kept');
+    const r = await eaBrowser.call('ea', 'echo', '/some/path?q=1', { Accept: 'application/json', ...SPOOFED });
+    eaBrowser.jar(host).delete('app_cookie');
     expect(r.status).toBe(200);
-    const { path, headers } = r.json();
+    const { path, headers } = echoed(r);
     expect(path).toBe('/some/path?q=1');
-    expect(headers['x-forwarded-prefix']).toBe('/apps/ea/echo');
-    expect(headers['x-forwarded-host']).toBe(new URL(portal.origin).host);
+    expect(headers['x-forwarded-prefix']).toBe(mode === 'shared origin' ? '/apps/ea/echo' : undefined);
+    expect(headers['x-forwarded-host']).toBe(host);
     expect(headers['x-forwarded-proto']).toBe('http');
     expect(headers['x-forwarded-for']).toBe('127.0.0.1');
     expect(headers['x-atrium-email']).toBe('ea%40example.com');
     expect(headers['x-atrium-level']).toBe('ea');
     expect(headers['x-atrium-groups']).toBe('ea,stable');
+    expect(headers['x-atrium-user']).toMatch(/./);
     expect(headers['x-atrium-user']).not.toBe('admin-sub');
     expect(headers['x-atrium-anything']).toBeUndefined();
     expect(headers.x_atrium_groups).toBeUndefined();
     expect(headers['x-real-ip']).toBeUndefined();
     expect(headers['x-forwarded-port']).toBeUndefined();
-    expect(JSON.parse(Buffer.from(headers['x-atrium-profile'], 'base64url').toString())).toEqual({});
+    expect(JSON.parse(Buffer.from(headers['x-atrium-profile'] ?? '', 'base64url').toString())).toEqual({});
     expect(headers.cookie).toBe('app_cookie=kept');
-    expect(JSON.stringify(headers)).not.toContain('atrium.sid');
+    expect(JSON.stringify(headers)).not.toContain('atrium.');
   });
 
-  it('signs an assertion the upstream can verify with the published keys', async () => {
-    const r = await ea.get('/apps/ea/echo/', { Accept: 'application/json' });
-    const assertion = r.json().headers['x-atrium-assertion'] as string;
-    const jwks = (await (await fetch(`${portal.origin}/.well-known/atrium/jwks.json`)).json()) as JSONWebKeySet;
+  it('signs an assertion for this app alone, which the upstream can verify with the published keys', async () => {
+    const r = await eaBrowser.call('ea', 'echo', '/');
+    const assertion = echoed(r).headers['x-atrium-assertion'] ?? '';
+    const jwks = (await (await fetch(`${setup.origin}/.well-known/atrium/jwks.json`)).json()) as JSONWebKeySet;
     expect(jwks.keys[0]).not.toHaveProperty('d');
     const keys = createLocalJWKSet(jwks);
-    const { payload, protectedHeader } = await jwtVerify(assertion, keys, { issuer: portal.origin, audience: `${portal.origin}/apps/ea/echo`, algorithms: ['ES256'] });
+    const audience = setup.appUrl('ea', 'echo', '');
+    const { payload, protectedHeader } = await jwtVerify(assertion, keys, { issuer: setup.origin, audience, algorithms: ['ES256'] });
     expect(protectedHeader.alg).toBe('ES256');
     expect(payload).toMatchObject({ email: 'ea@example.com', level: 'ea', groups: ['ea', 'stable'] });
     expect(payload.exp! - payload.iat!).toBe(60);
     // It is bound to the app: another app's audience check fails, and so does any tampering.
-    await expect(jwtVerify(assertion, keys, { issuer: portal.origin, audience: `${portal.origin}/apps/devel/secret` })).rejects.toThrow();
-    const [h, p, sig] = assertion.split('.');
+    await expect(jwtVerify(assertion, keys, { issuer: setup.origin, audience: setup.appUrl('devel', 'secret', '') })).rejects.toThrow();
+    const [h, , sig] = assertion.split('.');
     const forged = `${h}.${Buffer.from(JSON.stringify({ ...decodeJwt(assertion), level: 'admin' })).toString('base64url')}.${sig}`;
-    void p;
-    await expect(jwtVerify(forged, keys, { issuer: portal.origin, audience: `${portal.origin}/apps/ea/echo` })).rejects.toThrow();
+    await expect(jwtVerify(forged, keys, { issuer: setup.origin, audience })).rejects.toThrow();
   });
 
+  it('after a demotion sends the new level at once: no assertion or header keeps the old one', async () => {
+    const browser = await setup.signedIn('devel@example.com');
+    const before = echoed(await browser.call('ea', 'echo', '/'));
+    expect(before.headers['x-atrium-level']).toBe('devel');
+    expect(decodeJwt(before.headers['x-atrium-assertion'] ?? '').level).toBe('devel');
+    await setup.portal.portal.admin.addMember('test', 'ea', 'devel@example.com');
+    await setup.portal.portal.admin.removeMember('test', 'devel', 'devel@example.com');
+    try {
+      const after = echoed(await browser.call('ea', 'echo', '/'));
+      expect(after.headers['x-atrium-level']).toBe('ea');
+      expect(decodeJwt(after.headers['x-atrium-assertion'] ?? '').level).toBe('ea');
+      expect(decodeJwt(after.headers['x-atrium-assertion'] ?? '').groups).not.toContain('devel');
+    } finally {
+      await setup.portal.portal.admin.addMember('test', 'devel', 'devel@example.com');
+      await setup.portal.portal.admin.removeMember('test', 'ea', 'devel@example.com');
+    }
+  });
+
+  it('is gated like any other app', async () => {
+    expect((await eaBrowser.visit('devel', 'secret', '/')).status).toBe(403);
+    expect((await develBrowser.call('devel', 'secret', '/')).status).toBe(200);
+    expect((await setup.browser().get(setup.appUrl('ea', 'echo', '/'), { Accept: 'application/json' })).status).toBe(401);
+  });
+
+  it('answers 502 when the upstream is down, and keeps serving everything else', async () => {
+    const page = await eaBrowser.visit('stable', 'down', '/');
+    expect(page.status).toBe(502);
+    expect(page.text).toContain('not answering');
+    const api = await eaBrowser.call('stable', 'down', '/');
+    expect(api.json()).toMatchObject({ error: 'upstream_unavailable' });
+    expect((await eaBrowser.call('ea', 'echo', '/')).status).toBe(200);
+  });
+
+  it('passes request bodies and methods through', async () => {
+    await eaBrowser.visit('ea', 'echo', '/');
+    const r = await eaBrowser.request('POST', setup.appUrl('ea', 'echo', '/submit'), { form: { a: '1' }, headers: { Accept: 'application/json' } });
+    expect(r.status).toBe(200);
+    expect(r.json()).toMatchObject({ method: 'POST', path: '/submit' });
+  });
+
+  describe('websockets', () => {
+    const open = (target: { url: string; headers: Record<string, string> }) =>
+      new Promise<{ opened: boolean; status?: number; first?: string; ws: WebSocket }>((resolve) => {
+        const ws = new WebSocket(target.url, { headers: target.headers });
+        ws.once('message', (data) => resolve({ opened: true, first: data.toString(), ws }));
+        ws.once('unexpected-response', (_req, res) => {
+          resolve({ opened: false, status: res.statusCode, ws });
+          ws.terminate();
+        });
+        ws.once('error', () => resolve({ opened: false, ws }));
+      });
+    const closed = (ws: WebSocket) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`still open after ${CLOSED_WITHIN_MS} ms`)), CLOSED_WITHIN_MS);
+        ws.once('close', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+
+    it('proxies an allowed upgrade with the identity, after the gate', async () => {
+      await eaBrowser.visit('ea', 'echo', '/');
+      const result = await open(eaBrowser.upgradeTo('ea', 'echo', '/socket'));
+      expect(result.opened).toBe(true);
+      expect(JSON.parse(result.first!)).toEqual({ hello: 'ea%40example.com', path: '/socket', level: 'ea' });
+      const reply = new Promise<string>((resolve) => result.ws.once('message', (d) => resolve(d.toString())));
+      result.ws.send('ping');
+      expect(await reply).toBe('echo:ping');
+      result.ws.close();
+    });
+
+    it('refuses an upgrade from another origin, and one above the user’s level', async () => {
+      const target = eaBrowser.upgradeTo('ea', 'echo', '/socket');
+      expect(await open({ ...target, headers: { ...target.headers, Origin: 'https://evil.example' } })).toMatchObject({ opened: false, status: 403 });
+      await eaBrowser.visit('devel', 'secret', '/');
+      const above = await open(eaBrowser.upgradeTo('devel', 'secret', '/socket'));
+      expect(above.opened).toBe(false);
+      expect([401, 403]).toContain(above.status);
+    });
+
+    it('closes a proxied websocket on logout', async () => {
+      const browser = await setup.signedIn('ea@example.com');
+      await browser.visit('ea', 'echo', '/');
+      const result = await open(browser.upgradeTo('ea', 'echo', '/socket'));
+      expect(result.opened).toBe(true);
+      const gone = closed(result.ws);
+      await browser.logout();
+      await gone;
+    });
+
+    it('closes a proxied websocket on a demotion below the app’s tier', async () => {
+      const browser = await setup.signedIn('devel@example.com');
+      await browser.visit('devel', 'secret', '/');
+      const result = await open(browser.upgradeTo('devel', 'secret', '/socket'));
+      expect(result.opened).toBe(true);
+      const gone = closed(result.ws);
+      await setup.portal.portal.admin.removeMember('test', 'devel', 'devel@example.com');
+      try {
+        await gone;
+      } finally {
+        await setup.portal.portal.admin.addMember('test', 'devel', 'devel@example.com');
+      }
+    });
+  });
+});
+
+describe('bearer tokens to an upstream', () => {
   it('never forwards the caller’s bearer token', async () => {
     const { tokens } = JSON.parse(
       (await portal.portal.database.db.selectFrom('sessions').select('data').where('id', '=', ea.cookie('atrium.sid')!.value).executeTakeFirstOrThrow()).data,
@@ -105,27 +231,6 @@ describe('HTTP to an upstream app', () => {
     expect(headers.authorization).toBeUndefined();
     expect(headers['x-atrium-level']).toBe('ea');
     expect(headers['x-atrium-assertion']).toMatch(/^eyJ/);
-  });
-
-  it('gates upstream apps like any other', async () => {
-    expect((await ea.get('/apps/devel/secret/')).status).toBe(403);
-    expect((await devel.get('/apps/devel/secret/', { Accept: 'application/json' })).status).toBe(200);
-    expect((await new Agent(portal.origin).get('/apps/ea/echo/', { Accept: 'application/json' })).status).toBe(401);
-  });
-
-  it('answers 502 when the upstream is down, and keeps serving everything else', async () => {
-    const page = await ea.get('/apps/stable/down/');
-    expect(page.status).toBe(502);
-    expect(page.text).toContain('not answering');
-    const api = await ea.get('/apps/stable/down/', { Accept: 'application/json' });
-    expect(api.json()).toMatchObject({ error: 'upstream_unavailable' });
-    expect((await ea.get('/apps/ea/echo/', { Accept: 'application/json' })).status).toBe(200);
-  });
-
-  it('passes request bodies and methods through', async () => {
-    const r = await ea.request('POST', '/apps/ea/echo/submit', { json: { a: 1 }, headers: { Accept: 'application/json' } });
-    expect(r.status).toBe(200);
-    expect(r.json()).toMatchObject({ method: 'POST', path: '/submit' });
   });
 });
 
@@ -148,48 +253,7 @@ describe('the supervised process', () => {
   });
 });
 
-describe('websocket upgrades', () => {
-  const wsUrl = (path: string) => portal.origin.replace('http', 'ws') + path;
-  const open = (path: string, cookie?: string, headers: Record<string, string> = {}) =>
-    new Promise<{ opened: boolean; status?: number; first?: string; ws: WebSocket }>((resolve) => {
-      const ws = new WebSocket(wsUrl(path), { headers: { ...headers, ...(cookie ? { Cookie: cookie } : {}) } });
-      ws.once('message', (data) => resolve({ opened: true, first: data.toString(), ws }));
-      ws.once('unexpected-response', (_req, res) => {
-        resolve({ opened: false, status: res.statusCode, ws });
-        ws.terminate();
-      });
-      ws.once('error', () => resolve({ opened: false, ws }));
-    });
-
-  it('proxies an allowed upgrade with the identity, after the gate', async () => {
-    const result = await open('/apps/ea/echo/socket', cookieHeader(ea));
-    expect(result.opened).toBe(true);
-    expect(JSON.parse(result.first!)).toEqual({ hello: 'ea%40example.com', path: '/socket', level: 'ea' });
-    const reply = new Promise<string>((resolve) => result.ws.once('message', (d) => resolve(d.toString())));
-    result.ws.send('ping');
-    expect(await reply).toBe('echo:ping');
-    result.ws.close();
-  });
-
-  it('refuses an upgrade from another origin', async () => {
-    const result = await open('/apps/ea/echo/socket', cookieHeader(ea), { Origin: 'https://evil.example' });
-    expect(result).toMatchObject({ opened: false, status: 403 });
-  });
-
-  it('closes a proxied websocket within about a second of logout', async () => {
-    const agent = new Agent(portal.origin);
-    await agent.login('ea@example.com', DEMO_PASSWORD);
-    const result = await open('/apps/ea/echo/socket', cookieHeader(agent));
-    expect(result.opened).toBe(true);
-    const closed = new Promise<number>((resolve) => {
-      const started = Date.now();
-      result.ws.once('close', () => resolve(Date.now() - started));
-    });
-    const csrf = await agent.csrfToken();
-    expect((await agent.request('POST', '/logout', { form: { _csrf: csrf } })).status).toBe(303);
-    expect(await closed).toBeLessThan(1_500);
-  });
-
+describe('websocket upgrades with hostile paths (shared origin)', () => {
   it('refuses hostile upgrades with 4xx and closes the socket', async () => {
     const eaCookie = cookieHeader(ea);
     const sid = ea.cookie('atrium.sid')!.value;

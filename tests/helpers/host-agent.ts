@@ -74,9 +74,9 @@ export class HostAgent {
   }
 
   /** GETs and follows redirects across hosts; a hand-off page's form is posted as its script would. Every hop, last last. */
-  async follow(target: string, limit = 20): Promise<HostResponse[]> {
+  async follow(target: string, limit = 20, headers?: Record<string, string>): Promise<HostResponse[]> {
     const hops: HostResponse[] = [];
-    let next: HostResponse = await this.get(target);
+    let next: HostResponse = await this.get(target, headers);
     hops.push(next);
     while (hops.length < limit) {
       if (next.status >= 300 && next.status < 400 && next.location) next = await this.get(next.location);

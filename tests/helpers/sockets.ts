@@ -1,3 +1,4 @@
+import type { Agent as HttpAgent } from 'node:http';
 import { io, type Socket } from 'socket.io-client';
 import type { Agent } from './agent.ts';
 
@@ -8,8 +9,16 @@ export function cookieHeader(agent: Agent): string {
 export type ConnectResult = { ok: true; socket: Socket } | { ok: false; message: string };
 
 /** Connects to a namespace with a browser's cookies; resolves on connect or connect_error. */
-export function connect(origin: string, namespace: string, cookie?: string, transports: ('websocket' | 'polling')[] = ['websocket'], headers: Record<string, string> = {}): Promise<ConnectResult> {
+export function connect(
+  origin: string,
+  namespace: string,
+  cookie?: string,
+  transports: ('websocket' | 'polling')[] = ['websocket'],
+  headers: Record<string, string> = {},
+  agent?: HttpAgent,
+): Promise<ConnectResult> {
   const socket = io(`${origin}${namespace}`, {
+    ...(agent ? { agent: agent as unknown as string } : {}),
     path: '/socket.io/',
     transports,
     reconnection: false,
