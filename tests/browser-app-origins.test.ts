@@ -57,7 +57,7 @@ afterAll(async () => {
 
 describe('a hostile app on its own origin, visited by an admin', () => {
   it('reads nothing of the portal and changes nothing', { timeout: 180_000 }, async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, '--host-resolver-rules=MAP *.localhost 127.0.0.1'], timeout: NAVIGATION_TIMEOUT_MS });
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: NAVIGATION_TIMEOUT_MS });
     const page = await (await browser.newContext()).newPage();
     page.setDefaultTimeout(STEP_TIMEOUT_MS);
     const evil = `http://ea-evil.apps.localhost:${port}/?portal=${encodeURIComponent(PORTAL)}`;

@@ -17,6 +17,8 @@ export const CHROMIUM_ARGS = [
   '--disable-sync',
   '--disable-quic',
   '--no-first-run',
+  // App origins in tests are *.apps.localhost names on the portal's loopback port.
+  '--host-resolver-rules=MAP *.localhost 127.0.0.1',
 ];
 export const SCREENSHOTS = fileURLToPath(new URL('../screenshots/', import.meta.url));
 // Two shared cores: a cold Chromium plus the provider's scrypt can be slow.
