@@ -84,10 +84,9 @@ describe('live discovery', () => {
   it('adds, changes, breaks, fixes and removes apps without a restart, while another app serves without a single failure', async () => {
     const traffic = steadyTraffic('/apps/stable/steady/', cookieHeader(admin));
     try {
-      // Added: live within about a second.
+      // Added: live without a restart.
       writeFiles(appsDir, { 'ea/fresh/index.js': versioned('v1') });
-      const added = await until(async () => ((await body('/apps/ea/fresh/')).text === 'v1' ? true : undefined));
-      expect(added.ms).toBeLessThan(2_000);
+      await until(async () => ((await body('/apps/ea/fresh/')).text === 'v1' ? true : undefined));
 
       // Changed: the new version replaces the old.
       writeFiles(appsDir, { 'ea/fresh/index.js': versioned('v2') });
@@ -116,10 +115,9 @@ describe('live discovery', () => {
         return !page.includes('last good version') && !page.includes('closed until') ? true : undefined;
       });
 
-      // Removed: gone within about a second.
+      // Removed: gone without a restart.
       rmSync(join(appsDir, 'ea/fresh'), { recursive: true, force: true });
-      const removed = await until(async () => ((await body('/apps/ea/fresh/')).status === 404 ? true : undefined));
-      expect(removed.ms).toBeLessThan(2_000);
+      await until(async () => ((await body('/apps/ea/fresh/')).status === 404 ? true : undefined));
 
       // Several apps at once, then gone again.
       const many = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`devel/batch-${i}/index.js`, versioned(`batch ${i}`)]));
