@@ -1,3 +1,4 @@
+import './quiet-runtime-warning.ts';
 import { createServer, type Server } from 'node:http';
 import dotenv from 'dotenv';
 import { loadConfig, type Config } from '../lib/config.ts';

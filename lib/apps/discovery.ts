@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import type Koa from 'koa';
 import { TIERS, isTier, type Tier } from '../levels.ts';
 import type { RealtimeHook } from '../app-kit.ts';
+import { importAppModule } from './import-app.ts';
 import { parseManifest, type Manifest } from './manifest.ts';
 
 export interface LoadedApp {
@@ -133,7 +134,7 @@ export async function loadApp(tier: Tier, name: string, dir: string, isDirectory
   try {
     // The folder's fingerprint in the URL makes a changed app a new module, not a cached one.
     const url = `${pathToFileURL(entry).href}?t=${fingerprint}`;
-    const module = (await withTimeout(import(url), IMPORT_TIMEOUT_MS)) as { default?: unknown };
+    const module = (await withTimeout(importAppModule(url), IMPORT_TIMEOUT_MS)) as { default?: unknown };
     exported = module.default;
   } catch (err) {
     return fail(`the module failed to load: ${stripAnsi((err as Error)?.message ?? String(err))}`);
