@@ -17,6 +17,21 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
+/** Like durationSeconds, but 0 is allowed (e.g. "no drain delay"). */
+const durationSecondsOrZero = (fallback: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return fallback;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) {
+        ctx.addIssue({ code: 'custom', message: `must be a whole number of seconds, 0 or more, got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
 const durationSeconds = (fallback: number) =>
   z
     .string()
@@ -66,6 +81,11 @@ const rawSchema = z.object({
   ACCESS_CLAIM: optionalString,
   ALLOW_HTTP: booleanFlag,
   IDP_HOOK_SECRET: optionalString,
+  // Above the idle timeouts of the common balancers (AWS ALB 60 s, nginx upstream keep-alive 60 s,
+  // its client keep-alive 75 s): the balancer, not the portal, closes an idle connection first.
+  KEEP_ALIVE_TIMEOUT: durationSeconds(90),
+  STOP_DRAIN_DELAY: durationSecondsOrZero(0),
+  STOP_TIMEOUT: durationSeconds(10),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -112,6 +132,12 @@ export interface Config {
   };
   /** HMAC key for `POST /hooks/idp`; undefined: the webhook is off (404). */
   hookSecret: string | undefined;
+  /** How long an idle kept-alive connection stays open (header timeout a little above it). */
+  keepAliveSeconds: number;
+  /** On SIGTERM: how long /readyz says 503 while the listener still takes requests (a balancer's probe interval). */
+  stopDrainDelaySeconds: number;
+  /** On SIGTERM: how long requests in flight may take before their connections are cut. */
+  stopTimeoutSeconds: number;
   logLevel: string;
 }
 
@@ -205,7 +231,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push('SESSION_SECRET: required in production (comma-separated keys, newest first; openssl rand -hex 32)');
   }
 
-  const database = parseDatabaseUrl(raw.DATABASE_URL ?? 'sqlite:data/atrium.sqlite', problems);
+  // The SQLite file lives with the rest of the portal's data unless DATABASE_URL says otherwise.
+  const database = parseDatabaseUrl(raw.DATABASE_URL ?? `sqlite:${raw.DATA_DIR ?? 'data'}/atrium.sqlite`, problems);
 
   if (raw.REDIS_URL !== undefined && !/^rediss?:\/\//.test(raw.REDIS_URL)) {
     problems.push(`REDIS_URL: must start with redis:// or rediss://, got "${redact(raw.REDIS_URL)}"`);
@@ -275,6 +302,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       logoutUrl: raw.OIDC_LOGOUT_URL,
     },
     hookSecret: raw.IDP_HOOK_SECRET,
+    keepAliveSeconds: raw.KEEP_ALIVE_TIMEOUT,
+    stopDrainDelaySeconds: raw.STOP_DRAIN_DELAY,
+    stopTimeoutSeconds: raw.STOP_TIMEOUT,
     logLevel: raw.LOG_LEVEL,
   };
 }

@@ -6,6 +6,7 @@ import { DEMO_ACCOUNTS, DEMO_PASSWORD } from '../lib/directory/demo.ts';
 import { ConfigError } from '../lib/errors.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { createPortal, type Portal } from './app.ts';
+import { GracefulStop } from './graceful-stop.ts';
 
 export interface RunningPortal {
   portal: Portal;
@@ -14,12 +15,12 @@ export interface RunningPortal {
   stop(): Promise<void>;
 }
 
-const STOP_GRACE_MS = 10_000;
-
 /** Starts the portal on `config.port`; an already-listening `server` may be passed in (tests). */
 export async function startPortal(config: Config, log: Logger, server: Server = createServer()): Promise<RunningPortal> {
   const portal = await createPortal(config, log);
-  server.on('request', portal.app.callback());
+  const graceful = new GracefulStop(server, portal, config, log);
+  server.on('request', graceful.listener(portal.app.callback()));
+  applyTimeouts(server, config);
   portal.attach(server);
   if (!server.listening) {
     await new Promise<void>((resolve, reject) => {
@@ -35,19 +36,21 @@ export async function startPortal(config: Config, log: Logger, server: Server = 
     server,
     url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`,
     stop() {
-      // Finish requests in flight, close idle keep-alive sockets, then give up on stragglers.
-      stopping ??= (async () => {
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeIdleConnections();
-        const timer = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
-        timer.unref();
-        await closed;
-        clearTimeout(timer);
-        await portal.close();
-      })();
+      stopping ??= graceful.stop();
       return stopping;
     },
   };
+}
+
+/**
+ * An idle kept-alive connection stays open longer than a balancer keeps its own (KEEP_ALIVE_TIMEOUT),
+ * so the balancer closes it first and never reuses one the portal is closing. Node wants the header
+ * timeout above it, and the request timeout above that.
+ */
+function applyTimeouts(server: Server, config: Pick<Config, 'keepAliveSeconds'>): void {
+  server.keepAliveTimeout = config.keepAliveSeconds * 1000;
+  server.headersTimeout = server.keepAliveTimeout + 5_000;
+  server.requestTimeout = Math.max(300_000, server.headersTimeout + 5_000);
 }
 
 function banner(config: Config, running: RunningPortal): string {
@@ -104,6 +107,8 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => shutdown('SIGINT'));
   process.once('SIGTERM', () => shutdown('SIGTERM'));
+  // A closed terminal (or a supervisor's hang-up) stops it the same way, not by the default abrupt exit.
+  process.once('SIGHUP', () => shutdown('SIGHUP'));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

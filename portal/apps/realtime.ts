@@ -188,6 +188,18 @@ export class Realtime {
   }
 
   /**
+   * The first step of a graceful stop, so that nothing holds the server's close: socket.io clients
+   * lose their transport ("transport close", which socket.io clients answer by reconnecting, to
+   * another instance behind a balancer), and proxied websockets get a close frame 1001 "going
+   * away" before their connection ends.
+   */
+  drain(): void {
+    clearInterval(this.timer);
+    for (const socket of this.tunnels.keys()) goingAway(socket);
+    this.io.engine?.close();
+  }
+
+  /**
    * Like io.close() but leaves the HTTP server to its owner. The Redis adapter's subscriptions end
    * with its connections (Cluster.close); unsubscribing first would race the disconnect.
    */
@@ -218,4 +230,18 @@ function guardListeners(socket: Socket, prefix: string, log: Logger): void {
   const on = socket.on.bind(socket);
   socket.on = ((event: string, listener: (...args: unknown[]) => unknown) =>
     on(event, (...args: unknown[]) => guarded(() => listener(...args), socket, prefix, event, log))) as Socket['on'];
+}
+
+/** A server's websocket close frame, code 1001 ("going away"): unmasked, as a server sends it. */
+const GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
+
+/**
+ * Ends a proxied websocket with 1001. The upstream's side is cut at the same moment; a frame of
+ * its that was half sent would be garbled, which a client ending anyway does not mind.
+ */
+function goingAway(socket: Duplex): void {
+  if (socket.destroyed) return;
+  socket.unpipe?.();
+  socket.end(GOING_AWAY);
+  setTimeout(() => socket.destroy(), 1_000).unref();
 }

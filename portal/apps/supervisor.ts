@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../../lib/log.ts';
@@ -66,9 +67,11 @@ export class Supervisor {
   private launch(name: string, entry: Supervised): void {
     const log = this.log.child({ app: name });
     entry.startedAt = Date.now();
-    const child = spawn(entry.command, {
+    // Its own process group (detached), so the whole tree can be signalled; and, where util-linux's
+    // setpriv is there, a parent-death signal, so even a SIGKILLed portal leaves no app behind.
+    const [file, args] = PDEATHSIG ? ['setpriv', ['--pdeathsig', 'SIGTERM', '--', '/bin/sh', '-c', groupKeeper(entry.command)]] : ['/bin/sh', ['-c', entry.command]];
+    const child = spawn(file, args, {
       cwd: entry.cwd,
-      shell: true,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: appEnvironment(process.env, this.user, entry.port),
@@ -82,7 +85,9 @@ export class Supervisor {
     child.on('error', (err) => log.error({ err }, 'app process could not start'));
     child.on('exit', (code, signal) => {
       if (entry.child === child) entry.child = undefined;
-      if (entry.stopping) return;
+      if (entry.stopping) return; // stop() signalled the whole group already
+      // The shell may be gone while what it started lives on, holding the port: the group goes too.
+      if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL');
       if (Date.now() - entry.startedAt > HEALTHY_AFTER_MS) entry.backoff = MIN_BACKOFF_MS;
       log.warn({ code, signal, restartInMs: entry.backoff }, 'app process exited; restarting');
       entry.restartTimer = setTimeout(() => {
@@ -122,6 +127,18 @@ export class Supervisor {
     await Promise.all([...this.processes.keys()].map((name) => this.stop(name)));
   }
 }
+
+/**
+ * The shell that runs a command, written so that a SIGTERM to it (from stop(), or the parent-death
+ * signal when the portal itself dies, however) ends the command's whole process group: the shell
+ * waits on the command in the background, where a trap can run, and passes on its exit status.
+ */
+function groupKeeper(command: string): string {
+  return `trap 'trap - TERM; kill 0' TERM\n{\n${command}\n} &\nwait $!`;
+}
+
+/** util-linux's setpriv, which can set the parent-death signal for the command it starts (Linux). */
+const PDEATHSIG = ['/usr/bin/setpriv', '/bin/setpriv'].some((path) => existsSync(path));
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {
   try {
