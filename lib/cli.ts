@@ -6,8 +6,9 @@ import { DirectoryAdmin } from './directory/admin.ts';
 import { AuditLog } from './directory/audit.ts';
 import { GroupDirectory } from './directory/groups.ts';
 import { UserDirectory } from './directory/users.ts';
-import { AtriumError } from './errors.ts';
+import { AtriumError, BadRequestError } from './errors.ts';
 import { isLevel, LEVELS, scopesForLevel, type Level } from './levels.ts';
+import { embeddedProviderSessions, idpSidOf } from './sessions/provider-sessions.ts';
 import { SqlSessionStore } from './sessions/sql-store.ts';
 import type { SessionStore } from './sessions/store.ts';
 import { forgetAccount, listMachineClients, registerMachineClient, removeMachineClient } from './db/oidc-payloads.ts';
@@ -26,6 +27,9 @@ export const USAGE = `Usage: npm run atrium -- <command> [options]
   members add <group> <email>
   members remove <group> <email>
   whois <email>                                 effective level and the groups that grant it
+  sessions list <email>                         a user's active sessions
+  sessions revoke <email> [--session ID]        end all of a user's sessions (or one), with the
+                                                embedded provider's sessions behind them
   clients add <name> --level L                  a machine client of the embedded provider
                                                 (client-credentials grant); prints id and secret once
   clients list | clients remove <client-id>
@@ -39,6 +43,16 @@ export interface CliIo {
 }
 
 class UsageError extends Error {}
+
+/** The password in a file (its last newline dropped); an unreadable file is the caller's mistake, told as one. */
+async function readPasswordFile(path: string): Promise<string> {
+  try {
+    return (await readFile(path, 'utf8')).replace(/\r?\n$/, '');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+    throw new BadRequestError(`cannot read the password file ${path}: ${reason}`, { cause: err, code: 'password_file_unreadable' });
+  }
+}
 
 /** Runs one admin command against `database`; returns the process exit code. */
 export async function runCli(argv: string[], database: Database, io: CliIo, actor: string, sessions: SessionStore = new SqlSessionStore(database)): Promise<number> {
@@ -64,6 +78,9 @@ export async function runCli(argv: string[], database: Database, io: CliIo, acto
     sessions,
     onDisable: (sub) => forgetAccount(database, sub),
   });
+  // Revoked sessions take the embedded provider's with them, or its cookie would sign the browser
+  // straight back in. (With an external provider there are none of these records: a no-op.)
+  const providerSessions = embeddedProviderSessions(database);
   const json = values.json === true;
   const print = (data: unknown, text: () => string) => io.out(json ? JSON.stringify(data, null, 2) : text());
 
@@ -85,7 +102,7 @@ export async function runCli(argv: string[], database: Database, io: CliIo, acto
       }
       case 'users add': {
         const email = arg(0, 'email');
-        const password = values['password-file'] ? (await readFile(values['password-file'], 'utf8')).replace(/\r?\n$/, '') : undefined;
+        const password = values['password-file'] ? await readPasswordFile(values['password-file']) : undefined;
         const user = await admin.addLocalUser(actor, { email, name: values.name, password });
         print({ id: user.id, email: user.email, sub: user.sub }, () => `Created ${user.email} (id ${user.id})${password ? '' : ' without a password: it cannot sign in until one is set'}.`);
         return 0;
@@ -164,6 +181,38 @@ export async function runCli(argv: string[], database: Database, io: CliIo, acto
         print({ removed: id }, () => `Removed ${id}; tokens it already holds expire on their own.`);
         return 0;
       }
+      case 'sessions list': {
+        const user = await admin.resolveUser(arg(0, 'email'));
+        const rows = (
+          await Promise.all(
+            (await sessions.idsBySubject(user.sub)).map(async (id) => {
+              const stored = await sessions.get(id);
+              const authAt = (stored?.data as { authAt?: unknown } | undefined)?.authAt;
+              return stored && { id, authAt: typeof authAt === 'number' ? authAt : null, expiresAt: stored.expiresAt };
+            }),
+          )
+        ).filter((row) => row !== undefined);
+        print({ user: user.email ?? user.sub, sessions: rows }, () =>
+          rows.map((r) => `${r.id}  signed in ${r.authAt === null ? '?' : new Date(r.authAt).toISOString()}  ends ${new Date(r.expiresAt).toISOString()}`).join('\n') ||
+          `${user.email ?? user.sub} has no active sessions.`,
+        );
+        return 0;
+      }
+      case 'sessions revoke': {
+        const user = await admin.resolveUser(arg(0, 'email'));
+        const only = values.session;
+        if (only !== undefined) {
+          const idpSid = idpSidOf((await sessions.get(only))?.data);
+          await admin.revokeSession(actor, user.id, only);
+          if (idpSid !== undefined) await providerSessions.endSession(user.sub, idpSid);
+          print({ user: user.email ?? user.sub, revoked: 1 }, () => `Revoked one session of ${user.email ?? user.sub}; it must sign in again.`);
+          return 0;
+        }
+        const ended = await admin.revokeSessions(actor, user.id);
+        await providerSessions.endAccount(user.sub);
+        print({ user: user.email ?? user.sub, revoked: ended }, () => `Revoked ${ended} session(s) of ${user.email ?? user.sub}; every browser must sign in again.`);
+        return 0;
+      }
       case 'whois': {
         if (!verb) throw new UsageError('missing <email>');
         const user = await admin.resolveUser(verb);
@@ -210,6 +259,7 @@ function parse(argv: string[]) {
       level: { type: 'string' },
       description: { type: 'string' },
       'password-file': { type: 'string' },
+      session: { type: 'string' },
     },
   });
 }

@@ -2,6 +2,7 @@ import type { Migration } from 'kysely';
 import * as initial from './20261123T120000_initial.ts';
 import * as directoryAdmin from './20261123T130000_directory_admin.ts';
 import * as sessionIdpSid from './20261123T140000_session_idp_sid.ts';
+import * as exactEmail from './20261201T120000_exact_email.ts';
 
 /**
  * Every migration, by name, in the order they apply. Listed explicitly rather than read from the
@@ -11,4 +12,5 @@ export const migrations: Record<string, Migration> = {
   '20261123T120000_initial': initial,
   '20261123T130000_directory_admin': directoryAdmin,
   '20261123T140000_session_idp_sid': sessionIdpSid,
+  '20261201T120000_exact_email': exactEmail,
 };

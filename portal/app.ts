@@ -33,6 +33,8 @@ import type { PortalState } from './http/context.ts';
 import { errorHandler } from './http/errors.ts';
 import { hardening } from './http/hardening.ts';
 import { healthRoutes } from './http/health.ts';
+import { addressedToPublicUrl, hostGuard, KnownHosts } from './http/known-hosts.ts';
+import { guardRawHosts } from './http/raw-hosts.ts';
 import { Metrics } from './http/metrics.ts';
 import { createViews } from './http/views.ts';
 import { interactionRoutes } from './idp/interactions.ts';
@@ -122,6 +124,11 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
       decorate: apps.decorate,
     });
 
+  // Only PUBLIC_URL's host and app origins are served: any other Host gets a 421 (known-hosts.ts).
+  const hosts = new KnownHosts(config.publicUrl, config.appOrigin);
+  // Upstreams are told the groups their manifest names first (identity-headers.ts).
+  apps.proxy.manifestGroupsFrom((tier, name) => apps.table.get(tier, name)?.groups);
+
   const isolation = isolationReport(config, apps.supervisor.isolation);
   for (const warning of isolation.warnings) log.warn({ isolation: true }, warning);
   views.setGlobal('securityWarnings', isolation.warnings);
@@ -138,6 +145,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     metrics.middleware(),
     errorHandler(views, log, origin),
     hardening({ secureCookies: config.secureCookies }),
+    hostGuard(hosts, app.proxy),
     // Requests for an app's own origin are answered here and go no further.
     appHost ?? false,
     // Signed-in app requests that need no session work leave the pipeline here.
@@ -148,6 +156,8 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     !!config.hookSecret &&
       hookRoutes({ secret: config.hookSecret, database, users: directory.users, admin: directory.admin, audit: directory.audit, log, afterChange: () => directory.watcher.refresh() }).routes(),
     backchannelRoutes({ verifier, clientId: () => rp.clientId, sessions, log }).routes(),
+    // The provider builds its URLs from the request: it is told PUBLIC_URL's scheme and host.
+    !!embedded && addressedToPublicUrl(EMBEDDED_PREFIX, config.publicUrl, app.proxy),
     !!embedded &&
       interactionRoutes({ provider: embedded.provider, users: directory.users, views, config, demo: config.env !== 'production', throttle: new LoginThrottle(cluster?.redis) }).routes(),
     !!embedded && withQuietAsyncHooks(EMBEDDED_PREFIX, mount(EMBEDDED_PREFIX, embedded.provider)),
@@ -198,7 +208,11 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     refresher,
     embedded,
     seededDemo: directory.seededDemo,
-    attach: (server) => apps.attach(server),
+    attach(server) {
+      apps.attach(server);
+      // Upgrades and socket.io's own requests never pass the pipeline: the same Host rule, on the server.
+      guardRawHosts(server, hosts, app.proxy, app.callback());
+    },
     async close() {
       clearInterval(sweep);
       directory.watcher.stop();

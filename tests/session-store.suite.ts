@@ -43,6 +43,18 @@ export function sessionStoreContract(name: string, makeStore: () => SessionStore
     expect(await store.get(key)).toBeUndefined();
   });
 
+  it('does not revive a session that expired but was not swept yet', async () => {
+    const store = makeStore();
+    const key = id('late');
+    const subject = `late-${Math.random()}`;
+    await store.set(key, { v: 1 }, 40, { subject });
+    await new Promise((r) => setTimeout(r, 120));
+    // No sweep has run: an SQL row is still there, only its expiry says it has ended.
+    expect(await store.update(key, { v: 2 }, 60_000, { subject })).toBe(false);
+    expect(await store.get(key)).toBeUndefined();
+    expect(await store.idsBySubject(subject)).toEqual([]);
+  });
+
   it('forgets a destroyed session', async () => {
     const store = makeStore();
     const key = id('c');

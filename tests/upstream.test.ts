@@ -82,7 +82,7 @@ describe.each(MODES)('an upstream app, with %s', (mode) => {
     expect(headers['x-forwarded-host']).toBe(host);
     expect(headers['x-forwarded-proto']).toBe('http');
     expect(headers['x-forwarded-for']).toBe('127.0.0.1');
-    expect(headers['x-atrium-email']).toBe('ea%40example.com');
+    expect(headers['x-atrium-email']).toBe('ea@example.com');
     expect(headers['x-atrium-level']).toBe('ea');
     expect(headers['x-atrium-groups']).toBe('ea,stable');
     expect(headers['x-atrium-user']).toMatch(/./);
@@ -178,7 +178,7 @@ describe.each(MODES)('an upstream app, with %s', (mode) => {
       await eaBrowser.visit('ea', 'echo', '/');
       const result = await open(eaBrowser.upgradeTo('ea', 'echo', '/socket'));
       expect(result.opened).toBe(true);
-      expect(JSON.parse(result.first!)).toEqual({ hello: 'ea%40example.com', path: '/socket', level: 'ea' });
+      expect(JSON.parse(result.first!)).toEqual({ hello: 'ea@example.com', path: '/socket', level: 'ea' });
       const reply = new Promise<string>((resolve) => result.ws.once('message', (d) => resolve(d.toString())));
       result.ws.send('ping');
       expect(await reply).toBe('echo:ping');

@@ -5,6 +5,17 @@ import { hashPassword } from './passwords.ts';
 
 export type UserRow = Selectable<UsersTable>;
 
+/**
+ * The one form an e-mail address is stored, looked up and rate-limited in: trimmed, lowercased and
+ * in Unicode NFC (so a composed and a decomposed `é` are the same address). Nothing else is folded:
+ * `stáble@` and `stable@` are different addresses, and the database compares them byte for byte
+ * (SQLite's default BINARY collation; on MySQL/MariaDB the column is utf8mb4_bin, see
+ * migrations/20261201T120000_exact_email.ts), so no collation can map one onto the other.
+ */
+export function canonicalEmail(email: string): string {
+  return email.trim().toLowerCase().normalize('NFC');
+}
+
 /** What an identity provider says about a person, as far as the directory keeps it. */
 export interface ProviderClaims {
   sub: string;
@@ -49,7 +60,7 @@ export function toUserRecord(row: UserRow): UserRecord {
  */
 function providerColumns(claims: ProviderClaims): { email?: string | null; name?: string | null; picture?: string | null } {
   const sent: { email?: string | null; name?: string | null; picture?: string | null } = {};
-  if (claims.email !== undefined) sent.email = clip(claims.email?.toLowerCase(), 320);
+  if (claims.email !== undefined) sent.email = clip(typeof claims.email === 'string' ? canonicalEmail(claims.email) : null, 320);
   if (claims.name !== undefined) sent.name = clip(claims.name, 255);
   if (claims.picture !== undefined) sent.picture = clip(claims.picture, 2048);
   return sent;
@@ -110,7 +121,7 @@ export class UserDirectory {
     const row = await this.db
       .selectFrom('users')
       .selectAll()
-      .where('email', '=', email.trim().toLowerCase())
+      .where('email', '=', canonicalEmail(email))
       .where('password_hash', 'is not', null)
       .executeTakeFirst();
     return row && { ...toUserRecord(row), passwordHash: row.password_hash as string };
@@ -136,7 +147,8 @@ export class UserDirectory {
 
   /** Search by email, name or subject (substring, case-insensitive), newest first. */
   async search(options: { query?: string; page: number; pageSize: number }): Promise<{ users: UserRecord[]; total: number }> {
-    const q = (options.query ?? '').trim().toLowerCase().slice(0, 200);
+    // Emails are stored canonical, so the query takes the same form (it is also matched against names and subjects).
+    const q = canonicalEmail(options.query ?? '').slice(0, 200);
     let base = this.db.selectFrom('users');
     if (q) {
       const like = `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
@@ -150,7 +162,7 @@ export class UserDirectory {
   }
 
   async byEmail(email: string): Promise<UserRecord[]> {
-    const rows = await this.db.selectFrom('users').selectAll().where('email', '=', email.trim().toLowerCase()).execute();
+    const rows = await this.db.selectFrom('users').selectAll().where('email', '=', canonicalEmail(email)).execute();
     return rows.map(toUserRecord);
   }
 
@@ -179,7 +191,7 @@ export class UserDirectory {
       .insertInto('users')
       .values({
         sub,
-        email: input.email.trim().toLowerCase(),
+        email: canonicalEmail(input.email),
         name: input.name ?? null,
         picture: null,
         created_at: now,

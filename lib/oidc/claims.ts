@@ -44,6 +44,14 @@ export function levelFromTokens(input: {
   );
 }
 
+/**
+ * Whether an access token was issued to a client acting for itself (the client-credentials grant),
+ * not to a user: RFC 9068 section 2.2 has such a token's `sub` name the client, as oidc-provider does.
+ */
+export function isClientCredentialsToken(claims: Record<string, unknown>): boolean {
+  return typeof claims.client_id === 'string' && claims.sub === claims.client_id;
+}
+
 /** The identity fields the directory keeps, taken from ID token (or userinfo) claims. */
 export function identityFromClaims(claims: Record<string, unknown>): ProviderClaims {
   const text = (value: unknown) => (typeof value === 'string' ? value : undefined);

@@ -12,6 +12,13 @@ export interface VerifierSource {
   issuer: () => Promise<string>;
   /** Its keys: a local set for the embedded provider, a remote JWKS (cached, refetched on an unknown kid) otherwise. */
   keys: () => Promise<JWTVerifyGetKey>;
+  /**
+   * Whether a verified access token's own grants (the `access:*` values in ACCESS_CLAIM) count
+   * towards a level. Every token of an external provider's; of the embedded provider's, only those
+   * of machine clients (its user tokens copy the directory at sign-in, and the live directory is
+   * fresher). Unset: they count.
+   */
+  tokenGrantsLevel?: (claims: JWTPayload) => boolean;
 }
 
 /**
@@ -61,6 +68,11 @@ export class TokenVerifier {
     if (this.verified.size >= MAX_CACHED) this.verified.clear();
     this.verified.set(token, payload);
     return payload;
+  }
+
+  /** Whether this verified token's grants count towards a level (see VerifierSource.tokenGrantsLevel). */
+  grantsLevel(claims: JWTPayload): boolean {
+    return this.source.tokenGrantsLevel?.(claims) ?? true;
   }
 
   async verifyLogoutToken(token: string, clientId: string): Promise<{ sub: string | undefined; sid: string | undefined }> {

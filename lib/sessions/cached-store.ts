@@ -1,3 +1,4 @@
+import type { ProviderSessions } from './provider-sessions.ts';
 import type { SessionData, SessionIndex, SessionStore, StoredSession } from './store.ts';
 
 /** What one instance tells the others about sessions it changed (see portal/storage/cluster.ts). */
@@ -24,6 +25,14 @@ export class CachedSessionStore implements SessionStore {
 
   /** Set when several instances share the store: tells the others to drop their cached copies. */
   publish: ((event: SessionEvent) => void) | undefined;
+
+  /**
+   * Set when the portal runs its own identity provider: ending every session of a user (revocation,
+   * a disabled account) ends the provider's sessions of that user too, and endProviderSession()
+   * ends the one behind a single revoked session. Otherwise the provider's cookie would sign the
+   * browser straight back in at the next /login.
+   */
+  providerSessions: ProviderSessions | undefined;
 
   constructor(
     private readonly inner: SessionStore,
@@ -100,7 +109,17 @@ export class CachedSessionStore implements SessionStore {
     const count = await this.inner.destroyBySubject(subject);
     for (const id of ids) this.entries.delete(id);
     this.ended(ids);
+    await this.providerSessions?.endAccount(subject);
     return count;
+  }
+
+  /**
+   * Ends the provider session one of ours began with (an administrator revoked that session, so
+   * the browser must not be signed back in through the provider). Only that one: the user's other
+   * browsers keep theirs. A no-op without a provider of our own.
+   */
+  async endProviderSession(subject: string, idpSid: string | undefined): Promise<void> {
+    if (idpSid !== undefined) await this.providerSessions?.endSession(subject, idpSid);
   }
 
   private ended(ids: string[]): void {

@@ -1,23 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
-import type { AtriumUser } from '../../lib/app-kit.ts';
 import type { Database } from '../../lib/db/schema.ts';
 import { initSetting } from '../../lib/db/settings.ts';
+import type { AssertionClaims } from './identity-headers.ts';
 
 const TTL_SECONDS = 60;
 const REUSE_MARGIN_SECONDS = 20;
-const MAX_CACHED = 10_000;
 
 /**
  * Signs the short-lived `X-Atrium-Assertion` JWT that proves to an upstream app that the identity
  * headers came from the portal: ES256, issuer = the portal's public origin, audience = the app's
  * URL, 60 s expiry. The key is generated once and kept in the database (every instance signs with
- * it); its public half is served at `/.well-known/atrium/jwks.json`. A token is reused for the same
- * user and app while it has more than 20 s left, so a busy page does not pay for a signature on
- * every request.
+ * it); its public half is served at `/.well-known/atrium/jwks.json`. The claims are the ones the
+ * identity headers carry (identity-headers.ts: the groups the app gets, within budget). A token is
+ * reused for the same claims object and audience while it has more than 20 s left, so a busy page
+ * does not pay for a signature (nor a cache key of a thousand groups) on every request; the claims
+ * objects are cached per user and app, and their tokens go with them.
  */
 export class AssertionSigner {
-  private readonly cache = new Map<string, { token: string; exp: number }>();
+  private readonly cache = new WeakMap<AssertionClaims, Map<string, { token: string; exp: number }>>();
 
   private constructor(
     private readonly key: CryptoKey,
@@ -35,27 +36,24 @@ export class AssertionSigner {
     return new AssertionSigner(key, stored.kid, { keys: [publicJwk] }, issuer);
   }
 
-  async sign(user: AtriumUser, audience: string): Promise<string> {
+  async sign(claims: AssertionClaims, audience: string): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
-    const cacheKey = `${audience}\n${user.sub}\n${user.level}\n${user.groups.join(',')}\n${user.email}\n${user.name}`;
-    const hit = this.cache.get(cacheKey);
+    let byAudience = this.cache.get(claims);
+    const hit = byAudience?.get(audience);
     if (hit && hit.exp - now > REUSE_MARGIN_SECONDS) return hit.token;
-    const token = await new SignJWT({
-      email: user.email,
-      name: user.name,
-      level: user.level,
-      groups: user.groups,
-    })
+    const { sub, ...rest } = claims;
+    const jwt = new SignJWT({ ...rest })
       .setProtectedHeader({ alg: 'ES256', kid: this.kid, typ: 'atrium-assertion+jwt' })
       .setIssuer(this.issuer)
       .setAudience(audience)
-      .setSubject(user.sub)
       .setIssuedAt(now)
       .setExpirationTime(now + TTL_SECONDS)
-      .setJti(randomUUID())
-      .sign(this.key);
-    if (this.cache.size >= MAX_CACHED) this.cache.clear();
-    this.cache.set(cacheKey, { token, exp: now + TTL_SECONDS });
+      .setJti(randomUUID());
+    // A subject too long for a header is left out of both (the headers say so in X-Atrium-Omitted).
+    if (sub !== undefined) jwt.setSubject(sub);
+    const token = await jwt.sign(this.key);
+    if (!byAudience) this.cache.set(claims, (byAudience = new Map()));
+    byAudience.set(audience, { token, exp: now + TTL_SECONDS });
     return token;
   }
 }

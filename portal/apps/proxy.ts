@@ -5,7 +5,11 @@ import type Koa from 'koa';
 import type { AtriumUser } from '../../lib/app-kit.ts';
 import { UpstreamError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
+import { isClientDisconnect } from '../http/client-disconnect.ts';
+import { refuseRawUpgrade } from '../http/errors.ts';
 import type { AssertionSigner } from './assertions.ts';
+import { clientMayNotSend } from './client-headers.ts';
+import { UpstreamIdentities } from './identity-headers.ts';
 import { isPortalCookieName, ResponseRules } from './response-rules.ts';
 
 /** What the proxy needs to know about an upstream app. */
@@ -18,23 +22,30 @@ export interface UpstreamTarget {
    * nothing is stripped, and the forwarded host and the assertion's audience are that origin.
    */
   origin?: string | undefined;
+  /** The groups the app's manifest names: they go first in what the app is told (identity-headers.ts). */
+  groups?: readonly string[] | undefined;
 }
 
-const IDENTITY_PREFIX = 'x-atrium-';
-const FORWARDED = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-prefix', 'x-forwarded-port', 'x-forwarded-server', 'x-real-ip', 'forwarded'];
+/** Where the proxy finds an app's manifest groups when its target does not say (see manifestGroupsFrom). */
+type ManifestGroups = (tier: string, name: string) => readonly string[] | undefined;
+const NONE: readonly string[] = Object.freeze([]);
 
 /**
  * Reverse proxy for apps that run in their own process (http-proxy-3), for HTTP and websocket
  * upgrades. The prefix is stripped (`X-Forwarded-Prefix` says what it was), the identity travels in
- * `X-Atrium-*` headers with a signed assertion, and whatever a client sent under those names — or
- * as the portal's cookies — never reaches the app. The app's answers (and websocket handshake
- * answers) pass the response rules (response-rules.ts) before they are written.
+ * `X-Atrium-*` headers with a signed assertion, and whatever a client sent under those names, as
+ * another proxy's identity or forwarding headers (client-headers.ts), or as the portal's cookies,
+ * never reaches the app. The app's answers (and websocket handshake answers) pass the response
+ * rules (response-rules.ts) before they are written.
  */
 export class UpstreamProxy {
   private readonly proxy = createProxyServer({ xfwd: false, changeOrigin: false, proxyTimeout: 120_000, ws: true });
   private readonly rules: ResponseRules;
   /** Which app a request in flight is for, so the response rules can name it. */
   private readonly appOf = new WeakMap<IncomingMessage, string>();
+  /** What each user presents to each app, worked out once per user and app (identity-headers.ts). */
+  private readonly identities = new UpstreamIdentities();
+  private manifestGroups: ManifestGroups = () => undefined;
 
   constructor(
     private readonly signer: AssertionSigner,
@@ -59,58 +70,84 @@ export class UpstreamProxy {
     });
   }
 
+  /**
+   * Tells the proxy where apps' manifest groups are (the app table), for handlers made without
+   * them. (Discovery could pass `groups` in each target instead; then this goes.)
+   */
+  manifestGroupsFrom(lookup: ManifestGroups): void {
+    this.manifestGroups = lookup;
+  }
+
   /** Rewrites the request for the upstream: path without the prefix, identity headers, forwarding headers. */
-  private async prepare(req: IncomingMessage, target: UpstreamTarget, user: AtriumUser, path: string): Promise<void> {
+  private async prepare(req: IncomingMessage, target: UpstreamTarget, manifestGroups: readonly string[], user: AtriumUser, path: string): Promise<void> {
     this.appOf.set(req, target.prefix);
     const url = new URL(req.url ?? '/', 'http://x');
     const rest = target.origin ? path : path.slice(target.prefix.length) || '/';
     req.url = `${rest}${url.search}`;
     const headers = req.headers;
     const clientIp = req.socket.remoteAddress ?? '';
-    for (const name of Object.keys(headers)) {
-      // CGI, WSGI and Rack read X_Atrium_User as X-Atrium-User: compare the dashed form. A bearer
-      // token was the portal's to check; the upstream gets the assertion instead.
-      const canonical = name.replace(/_/g, '-');
-      if (canonical.startsWith(IDENTITY_PREFIX) || FORWARDED.includes(canonical) || canonical === 'authorization') delete headers[name];
-    }
+    for (const name of Object.keys(headers)) if (clientMayNotSend(name)) delete headers[name];
     stripPortalCookies(headers);
     const publicBase = target.origin ? new URL(target.origin) : this.publicUrl;
+    const identity = this.identities.of(user, target.prefix, manifestGroups);
     Object.assign(headers, {
       'x-forwarded-for': clientIp,
       'x-forwarded-host': publicBase.host,
       'x-forwarded-proto': publicBase.protocol.replace(':', ''),
       ...(target.origin ? {} : { 'x-forwarded-prefix': target.prefix }),
-      ...identityHeaders(user),
-      'x-atrium-assertion': await this.signer.sign(user, target.origin ?? `${this.publicUrl.origin}${target.prefix}`),
+      ...identity.headers,
+      'x-atrium-assertion': await this.signer.sign(identity.claims, target.origin ?? `${this.publicUrl.origin}${target.prefix}`),
     });
+  }
+
+  /** The app's manifest groups: from the target, else from the app table, looked up once per handler. */
+  private groupsOf(target: UpstreamTarget): readonly string[] {
+    if (target.groups) return target.groups;
+    const [, , tier = '', name = ''] = target.prefix.split('/');
+    return this.manifestGroups(tier, name) ?? NONE;
   }
 
   /** Koa middleware that proxies one app's HTTP requests (the gate has already run). */
   handler(target: UpstreamTarget): Koa.Middleware {
+    // A handler serves one load of one app: a changed manifest comes with a new handler.
+    let manifestGroups: readonly string[] | undefined;
     return async (ctx) => {
       const user = ctx.state.user as AtriumUser;
       const origin = (ctx.state as { appOrigin?: string }).appOrigin;
-      await this.prepare(ctx.req, origin ? { ...target, origin } : target, user, ctx.path);
+      manifestGroups ??= this.groupsOf(target);
+      await this.prepare(ctx.req, origin ? { ...target, origin } : target, manifestGroups, user, ctx.path);
+      // The client may have gone while the assertion was signed: its 'close' has passed, and would
+      // never be heard below. Nothing to answer (metrics count it as the client's, 499).
+      if (ctx.req.socket.destroyed) return this.disconnected(ctx, target);
       ctx.respond = false;
       try {
         await new Promise<void>((resolve, reject) => {
           ctx.res.once('close', () => resolve());
           this.proxy.web(ctx.req, ctx.res, { target: target.upstream.href }, (err) => reject(err));
         });
+        // Closed before the answer was complete: the client left (an aborted upload, a closed tab).
+        if (!ctx.res.writableFinished) this.disconnected(ctx, target);
       } catch (err) {
         if (ctx.res.headersSent) {
           ctx.res.destroy();
           return;
         }
         ctx.respond = true;
+        // The client aborting its upload is not the app's failure: the error handler logs it as a disconnect.
+        if (isClientDisconnect(ctx.req, err)) throw err;
         throw new UpstreamError(`This app is not answering right now (${describe(err)}). Try again in a moment.`, { cause: err, code: 'upstream_unavailable' });
       }
     };
   }
 
+  /** A client that left mid-request is its own doing: noted, never an error (as the error handler does in-process). */
+  private disconnected(ctx: Koa.Context, target: UpstreamTarget): void {
+    this.log.info({ method: ctx.method, url: ctx.originalUrl, app: target.prefix }, 'client disconnected');
+  }
+
   /** Proxies a websocket upgrade (the gate has already run). */
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: UpstreamTarget, user: AtriumUser, path: string): Promise<void> {
-    await this.prepare(req, target, user, path);
+    await this.prepare(req, target, this.groupsOf(target), user, path);
     this.proxy.ws(req, socket, head, { target: target.upstream.href }, (err) => {
       this.log.warn({ err, app: target.prefix }, 'websocket proxy failed');
       refuseUpgrade(socket, 502, 'Bad Gateway');
@@ -120,18 +157,6 @@ export class UpstreamProxy {
   close(): void {
     this.proxy.close();
   }
-}
-
-/** The identity headers an upstream receives. Values are percent-encoded so any name fits in a header. */
-export function identityHeaders(user: AtriumUser): Record<string, string> {
-  return {
-    'x-atrium-user': encodeURIComponent(user.sub),
-    'x-atrium-email': encodeURIComponent(user.email ?? ''),
-    'x-atrium-name': encodeURIComponent(user.name ?? ''),
-    'x-atrium-level': user.level ?? '',
-    'x-atrium-groups': user.groups.map(encodeURIComponent).join(','),
-    'x-atrium-profile': Buffer.from(JSON.stringify(user.profile)).toString('base64url'),
-  };
 }
 
 /** The portal's cookies (`atrium.…`, also `__Host-`/`__Secure-` prefixed) are never the upstream's to see. */
@@ -161,11 +186,5 @@ function describe(err: unknown): string {
   return typeof code === 'string' ? code : 'no answer';
 }
 
-/** Answers an upgrade with a plain HTTP error and closes the socket. */
-export function refuseUpgrade(socket: Duplex, status: number, reason: string, body = ''): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-}
+/** Answers an upgrade with a plain HTTP error and closes the socket (rendered in portal/http/errors.ts). */
+export const refuseUpgrade = refuseRawUpgrade;

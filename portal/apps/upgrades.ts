@@ -48,7 +48,7 @@ export function upgradeHandler(deps: { table: AppTable; reader: SessionReader; p
       if (!app || !app.upstream || !path.startsWith(`${app.prefix}/`)) return refuseUpgrade(socket, 404, 'Not Found', JSON.stringify({ error: 'not_found' }));
       const decision = decide(identity.user, app);
       if (!decision.allowed) return refuseUpgrade(socket, 403, 'Forbidden', JSON.stringify({ error: 'forbidden', needed: app.tier, level: identity.user.level }));
-      await proxy.upgrade(req, socket, head, { prefix: app.prefix, upstream: app.upstream }, identity.user, path);
+      await proxy.upgrade(req, socket, head, { prefix: app.prefix, upstream: app.upstream, groups: app.groups }, identity.user, path);
       realtime.trackTunnel(socket, identity.sessionId, app);
     }
 
@@ -65,7 +65,7 @@ export function upgradeHandler(deps: { table: AppTable; reader: SessionReader; p
       if (!app?.upstream) return refuseUpgrade(socket, 404, 'Not Found', JSON.stringify({ error: 'not_found' }));
       const decision = decide(identity.user, app);
       if (!decision.allowed) return refuseUpgrade(socket, 403, 'Forbidden', JSON.stringify({ error: 'forbidden', needed: app.tier, level: identity.user.level }));
-      await proxy.upgrade(req, socket, head, { prefix: app.prefix, upstream: app.upstream, origin: target.origin }, identity.user, path);
+      await proxy.upgrade(req, socket, head, { prefix: app.prefix, upstream: app.upstream, origin: target.origin, groups: app.groups }, identity.user, path);
       realtime.trackTunnel(socket, identity.sessionId, app);
     }
   };

@@ -38,6 +38,8 @@ export interface PortalState {
   csrf?: string;
   /** Set when the request arrived on an app's own origin (APP_ORIGIN), e.g. `https://ea-chat.apps.example.com`. */
   appOrigin?: string;
+  /** Set for a probe (/healthz, /readyz) whose Host the portal does not serve: it learns up or down, nothing more. */
+  hostUnknown?: true;
 }
 
 export type PortalContext = Koa.ParameterizedContext<PortalState>;

@@ -1,6 +1,9 @@
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/log.ts';
 import { AtriumError, NotFoundError } from '../../lib/errors.ts';
+import { isClientDisconnect } from './client-disconnect.ts';
 import { prefersHtml, type PortalMiddleware } from './context.ts';
+import { HARDENING_HEADERS } from './hardening.ts';
 import type { Views } from './views.ts';
 
 const HEADINGS: Record<number, string> = {
@@ -9,6 +12,7 @@ const HEADINGS: Record<number, string> = {
   403: 'You do not have access',
   404: 'Not found',
   413: 'Too large',
+  421: 'Wrong address',
   429: 'Slow down',
   502: 'A service did not answer',
   503: 'Not ready yet',
@@ -21,15 +25,25 @@ const HEADINGS: Record<number, string> = {
  */
 export function errorHandler(views: Views, log: Logger, portalOrigin = ''): PortalMiddleware {
   const render = (ctx: Parameters<PortalMiddleware>[0], caught: unknown): void => {
+    // An aborted upload or a closed tab: nobody to answer, nothing wrong here (metrics count it as 499).
+    if (isClientDisconnect(ctx.req, caught)) {
+      log.info({ method: ctx.method, url: ctx.originalUrl, code: (caught as { code?: unknown }).code }, 'client disconnected');
+      return;
+    }
     const err = normalise(caught);
     if (err.status === 500) log.error({ err: caught, method: ctx.method, url: ctx.originalUrl }, 'request failed');
     else if (err.status > 500) log.warn({ err: err.message, code: err.code, method: ctx.method, url: ctx.originalUrl }, 'dependency failed');
     if (ctx.headerSent || !ctx.writable) return;
     const headers = (caught as { headers?: Record<string, string> }).headers;
-    // Keep cookies being cleared (e.g. a bad session) but nothing else the failed handler set.
+    // Keep cookies being cleared (e.g. a bad session) and a Referrer-Policy tightened to none (the
+    // hand-off pages), but nothing else the failed handler set; then the hardening headers, which
+    // every page of the portal carries, errors above all (the 403 page's form must not be framed).
     const setCookie = ctx.response.get('Set-Cookie');
+    const noReferrer = ctx.response.get('Referrer-Policy') === 'no-referrer';
     ctx.res.getHeaderNames().forEach((name) => ctx.res.removeHeader(name));
     if (setCookie) ctx.set('Set-Cookie', setCookie);
+    for (const [name, value] of HARDENING_HEADERS) ctx.set(name, value);
+    if (noReferrer) ctx.set('Referrer-Policy', 'no-referrer');
     if (headers && err.status < 500) for (const [k, v] of Object.entries(headers)) ctx.set(k, v);
     ctx.set('Cache-Control', 'no-store');
     ctx.status = err.status;
@@ -51,7 +65,7 @@ export function errorHandler(views: Views, log: Logger, portalOrigin = ''): Port
         back: ctx.method === 'POST' ? ctx.get('Referer') : undefined,
       });
     } else {
-      ctx.body = { error: err.code, message, ...err.details };
+      ctx.body = errorJson(err, message);
     }
   };
   // Promise-chained rather than `async`: this wraps every request, and each extra promise counts.
@@ -63,6 +77,25 @@ export function errorHandler(views: Views, log: Logger, portalOrigin = ''): Port
       (caught: unknown) => render(ctx, caught),
     );
 }
+
+/** The JSON an API caller gets for an error: `{ error, message, ...details }`. */
+export function errorJson(err: AtriumError, message = err.message): Record<string, unknown> {
+  return { error: err.code, message, ...err.details };
+}
+
+/**
+ * The same answer for a raw upgrade request (websockets, socket.io), which never reaches Koa: a
+ * plain HTTP response with the JSON body and the hardening headers, then the socket is closed.
+ */
+export function refuseRawUpgrade(socket: Duplex, status: number, reason: string, body = ''): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n${RAW_HARDENING}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+}
+
+const RAW_HARDENING = HARDENING_HEADERS.map(([name, value]) => `${name}: ${value}\r\n`).join('');
 
 function normalise(caught: unknown): AtriumError {
   if (caught instanceof AtriumError) return caught;

@@ -6,7 +6,9 @@ import type { IsolationReport } from '../apps/isolation.ts';
 
 /**
  * Liveness says the process answers; readiness says its dependencies do (database, provider, Redis), so a
- * load balancer sends traffic only to an instance that can sign people in.
+ * load balancer sends traffic only to an instance that can sign people in. Both answer any Host (a
+ * kubelet's probe names the pod's IP; see known-hosts.ts); under a Host the portal does not serve,
+ * /readyz leaves out the isolation report, so a page that reaches it by DNS rebinding learns only up or down.
  */
 export function healthRoutes(deps: { database: Database; rp: RelyingParty; redis?: { ping(): Promise<boolean> } | undefined; isolation?: IsolationReport }): Router {
   const router = new Router();
@@ -28,7 +30,8 @@ export function healthRoutes(deps: { database: Database; rp: RelyingParty; redis
     const ready = Object.values(checks).every((c) => c === 'ok');
     ctx.status = ready ? 200 : 503;
     // Isolation does not gate readiness (the portal works), but an operator reading this learns what is weak.
-    ctx.body = { status: ready ? 'ready' : 'not ready', checks, ...(deps.isolation && { isolation: deps.isolation }) };
+    const isolation = deps.isolation && !(ctx.state as { hostUnknown?: true }).hostUnknown ? { isolation: deps.isolation } : {};
+    ctx.body = { status: ready ? 'ready' : 'not ready', checks, ...isolation };
   });
   return router;
 }

@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ForbiddenError } from '../../lib/errors.ts';
-import type { PortalMiddleware } from './context.ts';
+import { CLIENT_CLOSED_REQUEST, clientGone } from './client-disconnect.ts';
+import type { PortalContext, PortalMiddleware } from './context.ts';
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 
@@ -10,6 +11,15 @@ function area(path: string): string {
   if (path.startsWith('/admin')) return 'admin';
   if (path.startsWith('/auth/') || path === '/login' || path === '/logout') return 'auth';
   return 'portal';
+}
+
+/**
+ * The status a request ended with: a proxied one's is on the raw response (Koa did not write it),
+ * and a client that left before any answer closed the request itself (499), whatever the error.
+ */
+function statusOf(ctx: PortalContext): number {
+  if (!ctx.res.headersSent && clientGone(ctx.req)) return CLIENT_CLOSED_REQUEST;
+  return ctx.respond === false ? ctx.res.statusCode : ctx.status;
 }
 
 /** One in this many app requests is timed: the latency distribution without a cost on every request. */
@@ -59,20 +69,21 @@ export class Metrics {
   /** Counts and times requests; first in the pipeline so errors are counted too. */
   middleware(): PortalMiddleware {
     let appRequests = 0;
-    const record = (ctx: Parameters<PortalMiddleware>[0], started: number) => {
-      const where = area(ctx.path);
-      const key = `${where} ${Math.floor(ctx.status / 100)}xx`;
+    const record = (ctx: PortalContext, where: string, started: number) => {
+      const key = `${where} ${Math.floor(statusOf(ctx) / 100)}xx`;
       this.pending.set(key, (this.pending.get(key) ?? 0) + 1);
       if (started >= 0) this.latency.observe({ area: where }, (performance.now() - started) / 1000);
     };
     // Not `async` (one promise fewer per request); the error handler below turns failures into statuses.
     return (ctx, next) => {
-      const timed = !ctx.path.startsWith('/apps/') || (appRequests++ & (APP_LATENCY_SAMPLE - 1)) === 0;
+      // The area is read before the request goes on: the proxy rewrites the path it forwards.
+      const where = area(ctx.path);
+      const timed = where !== 'apps' || (appRequests++ & (APP_LATENCY_SAMPLE - 1)) === 0;
       const started = timed ? performance.now() : -1;
       return next().then(
-        () => record(ctx, started),
+        () => record(ctx, where, started),
         (err: unknown) => {
-          record(ctx, started);
+          record(ctx, where, started);
           throw err;
         },
       );
@@ -82,8 +93,11 @@ export class Metrics {
   route(): PortalMiddleware {
     return async (ctx, next) => {
       if (ctx.path !== '/metrics') return next();
-      // Local means the connection itself is local and no proxy forwarded it on someone's behalf.
-      const local = LOOPBACK.has(ctx.req.socket.remoteAddress ?? '') && !ctx.get('X-Forwarded-For') && !ctx.get('Forwarded');
+      // Local means the connection itself is local and no proxy forwarded it on someone's behalf. The
+      // Host was checked above (known-hosts.ts): the portal's or a loopback name, never a rebinding
+      // page's; and a forwarded host (which such a page could add) makes it not local either.
+      const local =
+        LOOPBACK.has(ctx.req.socket.remoteAddress ?? '') && !ctx.get('X-Forwarded-For') && !ctx.get('Forwarded') && !ctx.get('X-Forwarded-Host');
       if (!local && ctx.state.user?.level !== 'admin') throw new ForbiddenError('Metrics are for the local host and administrators.', {}, 'metrics_forbidden');
       ctx.set('Cache-Control', 'no-store');
       ctx.type = this.registry.contentType;

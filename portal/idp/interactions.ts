@@ -5,7 +5,7 @@ import { errors } from 'oidc-provider';
 import type { Config } from '../../lib/config.ts';
 import { DEMO_ACCOUNTS, DEMO_PASSWORD } from '../../lib/directory/demo.ts';
 import { verifyPassword } from '../../lib/directory/passwords.ts';
-import type { UserDirectory } from '../../lib/directory/users.ts';
+import { canonicalEmail, type UserDirectory } from '../../lib/directory/users.ts';
 import { AtriumError, BadRequestError } from '../../lib/errors.ts';
 import type { Views } from '../http/views.ts';
 import type { LoginThrottle } from './login-throttle.ts';
@@ -64,7 +64,11 @@ export function interactionRoutes(deps: { provider: Provider; users: UserDirecto
     const email = typeof body.email === 'string' ? body.email.trim().slice(0, 320) : '';
     const password = typeof body.password === 'string' ? body.password.slice(0, 1024) : '';
     const address = ctx.ip;
-    const wait = await throttle.attempt(address, email);
+    const account = email ? await users.localAccount(email) : undefined;
+    // Counted against the account the address found, so no other spelling of it gets fresh guesses;
+    // an address that finds none is counted as itself, in the canonical form look-ups use.
+    const allowance = account ? `account:${account.sub}` : `email:${canonicalEmail(email)}`;
+    const wait = await throttle.attempt(address, allowance);
     if (wait > 0) {
       ctx.status = 429;
       ctx.set('Retry-After', String(wait));
@@ -72,7 +76,6 @@ export function interactionRoutes(deps: { provider: Provider; users: UserDirecto
       ctx.body = renderLogin(details.uid, { email, error: `Too many failed attempts. Try again in ${Math.ceil(wait / 60)} minute(s).` });
       return;
     }
-    const account = email ? await users.localAccount(email) : undefined;
     // verifyPassword runs even without an account, so a wrong email costs the same time as a wrong password.
     const ok = (await verifyPassword(password, account?.passwordHash)) && account !== undefined && !account.disabled;
     if (!ok) {
@@ -81,7 +84,7 @@ export function interactionRoutes(deps: { provider: Provider; users: UserDirecto
       ctx.body = renderLogin(details.uid, { email, error: 'That email and password do not match an active account.' });
       return;
     }
-    await throttle.succeeded(address, email);
+    await throttle.succeeded(address, allowance);
     const redirectTo = await provider.interactionResult(ctx.req, ctx.res, { login: { accountId: account.sub } }, { mergeWithLastSubmission: false });
     ctx.status = 303;
     ctx.redirect(redirectTo);

@@ -28,10 +28,12 @@ export class LoginThrottle {
   /**
    * Takes one attempt from both allowances before the password is checked, so parallel guesses
    * cannot all slip past a check that only counts failures afterwards. Returns the seconds to wait
-   * when either allowance is used up, else 0.
+   * when either allowance is used up, else 0. `account` names the allowance as the caller decided
+   * (the account an address matched, or the canonical address when none): used as given, since
+   * folding it here could only merge or split what the directory's exact look-up decided.
    */
   async attempt(address: string, account: string): Promise<number> {
-    const results = await Promise.allSettled([this.byAccount.consume(account.toLowerCase()), this.byAddress.consume(address)]);
+    const results = await Promise.allSettled([this.byAccount.consume(account), this.byAddress.consume(address)]);
     const refused = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
     const broken = refused.find((r) => r instanceof Error);
     if (broken) throw broken;
@@ -40,6 +42,6 @@ export class LoginThrottle {
 
   /** A correct password gives back what the attempt took. */
   async succeeded(address: string, account: string): Promise<void> {
-    await Promise.all([this.byAccount.delete(account.toLowerCase()), this.byAddress.reward(address, 1)]);
+    await Promise.all([this.byAccount.delete(account), this.byAddress.reward(address, 1)]);
   }
 }

@@ -26,6 +26,18 @@ export interface EmbeddedProvider {
   publicJwks: { keys: JWK[] };
 }
 
+/**
+ * A machine client that names no scope in its client-credentials request asks for every level it
+ * was registered with, as Auth0 grants a client all its authorised scopes by default; without this
+ * its token would carry no `access:*` scope and open nothing. Called while oidc-provider resolves
+ * the request's resource server, before it reads the requested scopes (its client_credentials
+ * handler); a request that names scopes keeps exactly what it asked for (less, never more).
+ */
+function askForRegisteredScopesByDefault(ctx: KoaContextWithOIDC, registered: string): void {
+  const { oidc } = ctx;
+  if (oidc.route !== 'token' || oidc.params?.grant_type !== 'client_credentials' || oidc.params.scope !== undefined) return;
+  if (registered !== '') oidc.params.scope = registered;
+}
 
 /**
  * The embedded OpenID provider (oidc-provider), used when no OIDC_ISSUER is configured: local
@@ -133,11 +145,12 @@ export async function createEmbeddedProvider(deps: {
         enabled: true,
         defaultResource: () => audience,
         useGrantedResource: () => true,
-        async getResourceServerInfo(_ctx, resourceIndicator, oidcClient) {
+        async getResourceServerInfo(ctx, resourceIndicator, oidcClient) {
           if (resourceIndicator !== audience) throw new errors.InvalidTarget();
           // The portal may ask for any level (the grant decides what it gets); a machine client only
           // for the levels it was registered with.
           const allowed = oidcClient.clientId === client.id ? ACCESS_SCOPES.join(' ') : String(oidcClient.atrium_scope ?? '');
+          askForRegisteredScopesByDefault(ctx, allowed);
           return {
             scope: allowed,
             audience,

@@ -4,29 +4,16 @@ import type { UserDirectory } from '../../lib/directory/users.ts';
 import { BadRequestError, ForbiddenError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
 import { accessTokenClaims, identityFromClaims, levelFromTokens } from '../../lib/oidc/claims.ts';
-import type { LoginTransaction, RelyingParty } from '../../lib/oidc/relying-party.ts';
+import type { RelyingParty } from '../../lib/oidc/relying-party.ts';
 import { safeReturnTo } from '../../lib/return-to.ts';
-import type { PortalContext, PortalSession, PortalState } from '../http/context.ts';
+import type { PortalSession, PortalState } from '../http/context.ts';
 import { assertCsrf, newCsrfToken } from '../http/csrf.ts';
+import { LoginTransactionCookies } from './login-transactions.ts';
 import { signedInSession } from './user.ts';
 
 /**
- * `atrium.auth.<state>`; over https `__Secure-` prefixed, so a browser takes it only from a secure
- * origin with Secure set: a plain-http sibling on the same host cannot plant a login transaction of
- * its own (which would sign the visitor in to the planter's account). Not `__Host-`: that needs
- * Path=/, and the cookie is scoped to the callback.
- */
-function transactionCookie(secure: boolean): string {
-  return secure ? '__Secure-atrium.auth' : 'atrium.auth';
-}
-
-const TRANSACTION_TTL_MS = 10 * 60 * 1000;
-const STATE = /^[A-Za-z0-9_-]{16,128}$/;
-
-/**
  * Sign-in and sign-out. The login transaction (state, nonce, PKCE verifier, returnTo) waits in a
- * signed, HttpOnly cookie scoped to the callback path and named by its state, so anonymous
- * visitors cost the server no storage and several tabs can sign in at once.
+ * cookie of its own until the callback (see login-transactions.ts: at most a few per browser).
  */
 export function authRoutes(deps: {
   rp: RelyingParty;
@@ -44,13 +31,12 @@ export function authRoutes(deps: {
 }): Router<PortalState> {
   const { rp, users, log, publicOrigin, secureCookies } = deps;
   const router = new Router<PortalState>();
-  const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure: secureCookies, signed: true, path: '/auth/callback', overwrite: true };
-  const transactionName = transactionCookie(secureCookies);
+  const transactions = new LoginTransactionCookies(secureCookies);
 
   router.get('/login', async (ctx) => {
     const returnTo = safeReturnTo(ctx.query.returnTo);
     const { url, transaction } = await rp.startLogin(returnTo);
-    ctx.cookies.set(`${transactionName}.${transaction.state}`, Buffer.from(JSON.stringify(transaction)).toString('base64url'), { ...cookieOptions, maxAge: TRANSACTION_TTL_MS });
+    transactions.save(ctx, transaction);
     ctx.set('Cache-Control', 'no-store');
     ctx.redirect(url.href);
   });
@@ -58,11 +44,10 @@ export function authRoutes(deps: {
   router.get('/auth/callback', async (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     const state = typeof ctx.query.state === 'string' ? ctx.query.state : '';
-    const transaction = STATE.test(state) ? readTransaction(ctx, `${transactionName}.${state}`, state) : undefined;
+    const transaction = transactions.take(ctx, state);
     if (!transaction) {
       throw new BadRequestError('This sign-in link has expired or was already used. Start again from the app you wanted.', { code: 'login_expired' });
     }
-    ctx.cookies.set(`${transactionName}.${state}`, '', { ...cookieOptions, maxAge: 0 });
     if (typeof ctx.query.error === 'string') {
       throw new ForbiddenError(
         ctx.query.error === 'access_denied' ? 'The sign-in was cancelled.' : 'The identity provider refused the sign-in.',
@@ -127,17 +112,4 @@ export function authRoutes(deps: {
   });
 
   return router;
-}
-
-function readTransaction(ctx: PortalContext, cookie: string, state: string): LoginTransaction | undefined {
-  const raw = ctx.cookies.get(cookie, { signed: true });
-  if (!raw) return undefined;
-  try {
-    const t = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as Partial<LoginTransaction>;
-    if (t.state !== state || typeof t.nonce !== 'string' || typeof t.verifier !== 'string' || typeof t.createdAt !== 'number') return undefined;
-    if (Date.now() - t.createdAt > TRANSACTION_TTL_MS) return undefined;
-    return { ...(t as LoginTransaction), returnTo: safeReturnTo(t.returnTo) };
-  } catch {
-    return undefined;
-  }
 }

@@ -7,9 +7,11 @@ import type { TokenVerifier } from '../../lib/oidc/token-verifier.ts';
 
 /**
  * The user behind `Authorization: Bearer <JWT>`: a machine client or a user calling an API with a
- * provider-issued access token. The level is the highest of the token's grants and, when the
- * subject is a directory user, their groups; a disabled user's token is refused. Verified tokens
- * are cached until they expire, so the request path stays free of network and database calls.
+ * provider-issued access token. The level is the highest of the token's grants, where they count
+ * (an external provider's tokens, the embedded provider's machine clients), and the subject's
+ * directory groups now; so a demotion of a directory user applies to the token they already hold.
+ * A disabled user's token is refused. Verified tokens are cached until they expire, and the level
+ * is worked out afresh for each request, so the request path stays free of network and database calls.
  */
 export function bearerAuthenticator(deps: { verifier: TokenVerifier; access: AccessIndex; audience: string | undefined; accessClaim: string }) {
   const { verifier, access, audience, accessClaim } = deps;
@@ -25,6 +27,9 @@ export function bearerAuthenticator(deps: { verifier: TokenVerifier; access: Acc
     const userId = access.userIdOf(sub);
     if (userId !== undefined && access.isDisabled(userId)) throw new UnauthenticatedError('This account is disabled.', { code: 'invalid_token' });
     const grant = access.grantFor(userId);
+    const tokenLevel = verifier.grantsLevel(claims)
+      ? levelFromTokens({ accessClaims: claims as Record<string, unknown>, idClaims: {}, grantedScope: undefined, accessClaim })
+      : null;
     const text = (value: unknown) => (typeof value === 'string' ? value : null);
     return {
       userId,
@@ -33,7 +38,7 @@ export function bearerAuthenticator(deps: { verifier: TokenVerifier; access: Acc
         email: text(claims.email),
         name: text(claims.name) ?? text(claims.client_id),
         picture: null,
-        level: highest(levelFromTokens({ accessClaims: claims as Record<string, unknown>, idClaims: {}, grantedScope: undefined, accessClaim }), grant.level),
+        level: highest(tokenLevel, grant.level),
         groups: grant.groups,
         profile: {},
       },

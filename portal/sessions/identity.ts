@@ -1,8 +1,10 @@
 import type { Config } from '../../lib/config.ts';
 import { ACCESS_SCOPES } from '../../lib/levels.ts';
 import type { Logger } from '../../lib/log.ts';
+import { isClientCredentialsToken } from '../../lib/oidc/claims.ts';
 import { RelyingParty } from '../../lib/oidc/relying-party.ts';
 import { localKeys, remoteKeys, TokenVerifier } from '../../lib/oidc/token-verifier.ts';
+import { embeddedProviderSessions } from '../../lib/sessions/provider-sessions.ts';
 import type { Directory } from '../directory/directory.ts';
 import type { Views } from '../http/views.ts';
 import { createEmbeddedProvider, type EmbeddedProvider } from '../idp/provider.ts';
@@ -30,6 +32,8 @@ export async function buildIdentity(deps: { config: Config; storage: Storage; di
     config.oidc.issuer === undefined
       ? await createEmbeddedProvider({ config, sessionKeys: storage.sessionKeys, database: storage.database, users: directory.users, access: directory.access, views, log })
       : undefined;
+  // Revoking a user's sessions must end the embedded provider's too, or its cookie signs them back in.
+  if (embedded) storage.sessions.providerSessions = embeddedProviderSessions(storage.database);
   const rp = new RelyingParty({
     issuer: embedded?.issuer ?? (config.oidc.issuer as URL),
     clientId: embedded?.client.id ?? config.oidc.clientId,
@@ -51,6 +55,9 @@ export async function buildIdentity(deps: { config: Config; storage: Storage; di
       remote ??= remoteKeys((await rp.provider()).jwksUri ?? '');
       return remote;
     },
+    // The embedded provider's user tokens carry a copy of the directory taken at sign-in: the live
+    // directory decides for its users, and only its machine clients' scopes are theirs to grant.
+    tokenGrantsLevel: embedded ? isClientCredentialsToken : () => true,
   });
   return {
     embedded,

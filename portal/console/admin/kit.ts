@@ -5,7 +5,7 @@ import type { AuditLog } from '../../../lib/directory/audit.ts';
 import type { GroupDirectory } from '../../../lib/directory/groups.ts';
 import type { UserDirectory } from '../../../lib/directory/users.ts';
 import type { ProfileService } from '../../../lib/profile/service.ts';
-import type { SessionStore } from '../../../lib/sessions/store.ts';
+import type { CachedSessionStore } from '../../../lib/sessions/cached-store.ts';
 import type { PortalContext } from '../../http/context.ts';
 import type { AppRegistry } from '../../apps/app-registry.ts';
 import { signedInSession } from '../../sessions/user.ts';
@@ -19,7 +19,8 @@ export interface AdminDeps {
   audit: AuditLog;
   requests: AccessRequests;
   profiles: ProfileService;
-  sessions: SessionStore;
+  /** The portal's store: it also ends the embedded provider's sessions when sessions are revoked. */
+  sessions: CachedSessionStore;
   registry: AppRegistry;
   views: Views;
   publicOrigin: string;

@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import { BadRequestError } from '../../../lib/errors.ts';
 import { highest } from '../../../lib/levels.ts';
+import { idpSidOf } from '../../../lib/sessions/provider-sessions.ts';
 import type { PortalState } from '../../http/context.ts';
 import { actor, done, field, pageNumber, render, type AdminDeps } from './kit.ts';
 
@@ -72,9 +73,14 @@ export function userPages(router: Router<PortalState>, deps: AdminDeps): void {
     const user = await admin.resolveUser(ctx.params.id ?? '');
     const session = field(ctx, 'session');
     if (session) {
+      // Read before it ends: the provider session it began with goes too (that browser signs in
+      // again with a password), the user's other browsers keep theirs.
+      const idpSid = idpSidOf((await sessions.get(session))?.data);
       await admin.revokeSession(actor(ctx), user.id, session);
+      await sessions.endProviderSession(user.sub, idpSid);
       done(ctx, userPath(user.id), 'Session revoked.');
     } else {
+      // Every session of the user, the embedded provider's included (see CachedSessionStore.destroyBySubject).
       const ended = await admin.revokeSessions(actor(ctx), user.id);
       done(ctx, userPath(user.id), `${ended} session(s) revoked.`);
     }
