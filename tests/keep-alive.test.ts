@@ -15,11 +15,11 @@ afterAll(async () => {
   await portal?.stopAll();
 });
 
-function get(agent: HttpAgent, path: string): Promise<{ status: number; reused: boolean; keepAlive: string | undefined }> {
+function get(agent: HttpAgent, path: string): Promise<{ status: number; reused: boolean; keepAlive: string }> {
   return new Promise((resolve, reject) => {
     const req = request(`${portal.origin}${path}`, { agent }, (res) => {
       res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, keepAlive: res.headers['keep-alive'] }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, keepAlive: String(res.headers['keep-alive']) }));
     });
     req.on('error', reject);
     req.end();
