@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request, Agent as HttpAgent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -211,6 +211,68 @@ describe('no orphans', () => {
         return pid !== undefined && pid !== firstPid ? pid : undefined;
       }, 'a new copy to serve on the same port');
       expect(alive(secondPid)).toBe(true);
+    } finally {
+      await portal.stopAll();
+    }
+  });
+
+  it('a previous portal’s leftover holding an app’s port is ended at start, and the app serves', { timeout: 60_000 }, async () => {
+    // What a portal killed without its apps' parent-death signal (no setpriv) leaves behind: a
+    // process group of its own on the app's port, and the portal's note of it in DATA_DIR.
+    const port = await freePort();
+    const leftover = spawn(process.execPath, ['-e', `require('http').createServer((q, s) => s.end('leftover')).listen(${port}, '127.0.0.1')`], { detached: true, stdio: 'ignore' });
+    started.push(leftover);
+    await until(async () => ((await fetch(`http://127.0.0.1:${port}/`)).ok ? true : undefined), 'the leftover to listen');
+    const deadPortal = spawn('true');
+    await new Promise((resolve) => deadPortal.once('exit', resolve));
+    const stat = readFileSync(`/proc/${leftover.pid}/stat`, 'utf8');
+    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const data = mkdtempSync(join(tmpdir(), 'atrium-ledger-'));
+    writeFileSync(join(data, 'app-processes.json'), JSON.stringify({ '/apps/ea/runner': { pid: leftover.pid, startTime, owner: deadPortal.pid } }));
+    const pidFile = join(data, 'app.pid');
+    const app = JSON.stringify({ upstream: `http://127.0.0.1:${port}`, command: JSON.parse(commandApp(pidFile)).command });
+    const portal = await startTestPortal({ env: { DATA_DIR: data, APPS_DIR: makeAppsDir({ 'ea/runner/app.json': app }) } });
+    try {
+      await until(() => (alive(leftover.pid!) ? undefined : true), 'the leftover to be ended');
+      const agent = new Agent(portal.origin);
+      await agent.login('ea@example.com', DEMO_PASSWORD);
+      const served = await until(async () => {
+        const r = await agent.get('/apps/ea/runner/', { Accept: 'application/json' });
+        return r.status === 200 ? r.text : undefined;
+      }, 'the app’s own copy to serve');
+      expect(served).toBe(readFileSync(pidFile, 'utf8'));
+    } finally {
+      await portal.stopAll();
+    }
+  });
+
+  it('never ends a process the note does not name exactly: a reused pid, or a running portal’s app', { timeout: 60_000 }, async () => {
+    const bystander = () => {
+      const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { detached: true, stdio: 'ignore' });
+      started.push(child);
+      return child;
+    };
+    const reused = bystander();
+    const anothersApp = bystander();
+    const runningPortal = bystander();
+    const startTimeOf = (pid: number) => {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
+    };
+    const data = mkdtempSync(join(tmpdir(), 'atrium-ledger-'));
+    writeFileSync(
+      join(data, 'app-processes.json'),
+      JSON.stringify({
+        // The pid now belongs to another process than the one noted (its start time differs).
+        '/apps/ea/a': { pid: reused.pid, startTime: String(Number(startTimeOf(reused.pid!)) - 1), owner: 999_999_999 },
+        // Noted by a portal that is still running (another process sharing the folder).
+        '/apps/ea/b': { pid: anothersApp.pid, startTime: startTimeOf(anothersApp.pid!), owner: runningPortal.pid },
+      }),
+    );
+    const portal = await startTestPortal({ env: { DATA_DIR: data, APPS_DIR: makeAppsDir({}) } });
+    try {
+      expect(alive(reused.pid!)).toBe(true);
+      expect(alive(anothersApp.pid!)).toBe(true);
     } finally {
       await portal.stopAll();
     }

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type Koa from 'koa';
 import type { Config } from '../../lib/config.ts';
@@ -16,6 +17,7 @@ import { AppTable, dispatch } from './dispatch.ts';
 import { LiveApps } from './live-apps.ts';
 import { UpstreamProxy } from './proxy.ts';
 import { Realtime } from './realtime.ts';
+import { ProcessLedger } from './process-ledger.ts';
 import { Supervisor } from './supervisor.ts';
 import { upgradeHandler } from './upgrades.ts';
 
@@ -52,7 +54,7 @@ export async function buildApps(deps: { config: Config; koa: Koa<any, any>; stor
   const realtime = new Realtime(reader, log, origin, storage.cluster?.socketAdapter(), origins);
   const assertions = await AssertionSigner.load(storage.database, origin);
   const proxy = new UpstreamProxy(assertions, config.publicUrl, log);
-  const supervisor = new Supervisor(log, config.appsUser);
+  const supervisor = new Supervisor(log, config.appsUser, new ProcessLedger(join(config.dataDir, 'app-processes.json'), log));
   const table = new AppTable(log);
   const live = new LiveApps(table, { appsDir: config.appsDir, realtime, proxy, supervisor, log });
   await live.load();

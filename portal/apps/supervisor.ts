@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../../lib/log.ts';
+import type { ProcessLedger } from './process-ledger.ts';
 import { appEnvironment, resolveAppProcessAccount, type AppIsolation, type AppProcessUser } from './app-sandbox.ts';
 
 const MIN_BACKOFF_MS = 500;
@@ -39,11 +40,15 @@ export class Supervisor {
   constructor(
     private readonly log: Logger,
     appsUser: string | undefined,
+    /** Where the started process groups are noted, so a later portal ends what this one leaves. */
+    private readonly ledger?: ProcessLedger,
   ) {
     const account = resolveAppProcessAccount(appsUser);
     this.user = account.user;
     this.isolation = account.isolation;
     log.info({ appsUser: this.isolation.appsUser, isolated: this.isolation.isolated }, this.isolation.reason);
+    // Before any app starts: a previous portal's leftover may be holding an app's port.
+    ledger?.reclaim();
   }
 
   start(name: string, command: string, cwd: string, port: number): void {
@@ -79,12 +84,14 @@ export class Supervisor {
       ...(this.user && { uid: this.user.uid, gid: this.user.gid }),
     });
     entry.child = child;
+    if (child.pid !== undefined) this.ledger?.record(name, child.pid);
     log.info({ pid: child.pid, command: entry.command, port: entry.port }, 'app process started');
     createInterface({ input: child.stdout! }).on('line', (line) => log.info({ stream: 'stdout' }, line));
     createInterface({ input: child.stderr! }).on('line', (line) => log.warn({ stream: 'stderr' }, line));
     child.on('error', (err) => log.error({ err }, 'app process could not start'));
     child.on('exit', (code, signal) => {
       if (entry.child === child) entry.child = undefined;
+      if (child.pid !== undefined) this.ledger?.forget(name, child.pid);
       if (entry.stopping) return; // stop() signalled the whole group already
       // The shell may be gone while what it started lives on, holding the port: the group goes too.
       if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL');
