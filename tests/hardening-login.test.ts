@@ -113,5 +113,28 @@ for (const dialect of DIALECTS) {
         await testDb.drop();
       }
     });
+
+    it('stops, naming them and changing nothing, when two local accounts would share one address', async () => {
+      const testDb = await createTestDatabase(dialect);
+      const database = await openDatabase(testDb.target);
+      try {
+        const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => migrations } });
+        expect((await migrator.migrateTo('20261123T140000_session_idp_sid')).error).toBeUndefined();
+        const row = (sub: string, email: string, password: string | null) => ({ sub, email, name: null, picture: null, created_at: 1, updated_at: 1, last_login_at: null, profile: '{}', password_hash: password, disabled_at: null });
+        // A composed and a decomposed accent: two accounts the old comparison kept apart on SQLite.
+        // A provider's user with the same address is no clash (provider users are keyed by sub).
+        await database.db
+          .insertInto('users')
+          .values([row('older', 'ren\u00e9@example.com', 'x'), row('newer', 'rene\u0301@example.com', 'y'), row('from-provider', 'Ren\u00e9@example.com', null)])
+          .execute();
+        const ids = (await database.db.selectFrom('users').select(['id', 'sub']).orderBy('id').execute()).map((r) => r.id);
+        await expect(migrateToLatest(database)).rejects.toThrow(`rené@example.com (user ids ${ids[0]}, ${ids[1]})`);
+        const after = await database.db.selectFrom('users').select('email').orderBy('id').execute();
+        expect(after.map((r) => r.email)).toEqual(['ren\u00e9@example.com', 'rene\u0301@example.com', 'Ren\u00e9@example.com']);
+      } finally {
+        await database.close();
+        await testDb.drop();
+      }
+    });
   });
 }

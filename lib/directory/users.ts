@@ -123,6 +123,8 @@ export class UserDirectory {
       .selectAll()
       .where('email', '=', canonicalEmail(email))
       .where('password_hash', 'is not', null)
+      // One answer whatever the row order: the oldest account with this address.
+      .orderBy('id')
       .executeTakeFirst();
     return row && { ...toUserRecord(row), passwordHash: row.password_hash as string };
   }
