@@ -27,6 +27,8 @@ export const USAGE = `Usage: npm run atrium -- <command> [options]
   members add <group> <email>
   members remove <group> <email>
   whois <email>                                 effective level and the groups that grant it
+                                                (--json: each group with \`through\`, the group
+                                                before it on a shortest path, and its \`depth\`)
   sessions list <email>                         a user's active sessions
   sessions revoke <email> [--session ID]        end all of a user's sessions (or one), with the
                                                 embedded provider's sessions behind them
@@ -204,8 +206,12 @@ export async function runCli(argv: string[], database: Database, io: CliIo, acto
         if (only !== undefined) {
           const idpSid = idpSidOf((await sessions.get(only))?.data);
           await admin.revokeSession(actor, user.id, only);
+          // One that predates provider-session tracking cannot name its own: all of them go.
           if (idpSid !== undefined) await providerSessions.endSession(user.sub, idpSid);
-          print({ user: user.email ?? user.sub, revoked: 1 }, () => `Revoked one session of ${user.email ?? user.sub}; it must sign in again.`);
+          else await providerSessions.endAccount(user.sub);
+          print({ user: user.email ?? user.sub, revoked: 1, everyBrowser: idpSid === undefined }, () =>
+            idpSid !== undefined ? `Revoked one session of ${user.email ?? user.sub}; it must sign in again.` : `Revoked one session of ${user.email ?? user.sub}; it predates provider-session tracking, so every browser of this user must sign in again.`,
+          );
           return 0;
         }
         const ended = await admin.revokeSessions(actor, user.id);
@@ -220,12 +226,18 @@ export async function runCli(argv: string[], database: Database, io: CliIo, acto
         const grant = index.grantFor(user.id);
         const groupsWithPaths = index.explain(user.id);
         const granting = groupsWithPaths.find((g) => g.level !== null && g.level === grant.level);
-        const data = { id: user.id, email: user.email, sub: user.sub, disabled: user.disabled, level: grant.level, grantedBy: granting?.path ?? null, groups: groupsWithPaths };
+        // One shortest path per group, but as a back-link (`through`: the group one step before it)
+        // rather than the whole path: at the bottom of a 1,000-deep nesting the whole paths come to
+        // half a million names. Following `through` back to `depth` 0 gives the path; `grantedBy`
+        // is the one path that matters most, whole.
+        const groups = groupsWithPaths.map((g) => ({ group: g.group, level: g.level, depth: g.path.length - 1, through: g.path.length > 1 ? (g.path.at(-2) as string) : null }));
+        const data = { id: user.id, email: user.email, sub: user.sub, disabled: user.disabled, level: grant.level, grantedBy: granting?.path ?? null, groups };
+        const readablePath = (path: string[]) => (path.length <= 5 ? path : [...path.slice(0, 2), `… ${path.length - 4} more …`, ...path.slice(-2)]).join(' ⊂ ');
         print(data, () =>
           [
             `${user.email ?? user.sub} (id ${user.id}${user.disabled ? ', disabled' : ''})`,
             `level: ${grant.level ?? 'none'}${granting ? `  (granted by ${granting.path.join(' ⊂ ')})` : ''}`,
-            ...groupsWithPaths.map((g) => `  ${g.group.padEnd(24)} ${g.path.length === 1 ? 'direct' : `via ${g.path.join(' ⊂ ')}`}`),
+            ...groupsWithPaths.map((g) => `  ${g.group.padEnd(24)} ${g.path.length === 1 ? 'direct' : `via ${readablePath(g.path)}`}`),
           ].join('\n'),
         );
         return 0;

@@ -87,6 +87,16 @@ const rawSchema = z.object({
   STOP_DRAIN_DELAY: durationSecondsOrZero(0),
   STOP_TIMEOUT: durationSeconds(10),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  // When the database is down or hung (issue 11): how long one wait on MySQL may last (connect, a
+  // pooled connection, a query) before the request gets a 503; how long start-up keeps retrying a
+  // database that does not answer; how long signed-in users keep working from their last good
+  // session while the session store cannot be read (0: not at all).
+  DATABASE_TIMEOUT: durationSeconds(5),
+  DATABASE_START_TIMEOUT: durationSecondsOrZero(60),
+  SESSION_OUTAGE_GRACE: durationSecondsOrZero(300),
+  // Seconds an upstream app may leave a request without an answer before the visitor gets the 502
+  // page and the connection to the app is closed: short, so a hung app holds nobody for long.
+  UPSTREAM_TIMEOUT: durationSeconds(30),
 });
 
 export type DatabaseTarget =
@@ -139,6 +149,14 @@ export interface Config {
   /** On SIGTERM: how long requests in flight may take before their connections are cut. */
   stopTimeoutSeconds: number;
   logLevel: string;
+  /** MySQL: the longest one wait on the database lasts (connect, a pooled connection, a query). */
+  databaseTimeoutSeconds: number;
+  /** How long start-up retries a database that does not answer before it gives up (0: one attempt). */
+  databaseStartTimeoutSeconds: number;
+  /** How long a signed-in session is served from its last good copy while the store cannot be read. */
+  sessionOutageGraceSeconds: number;
+  /** UPSTREAM_TIMEOUT: how long an upstream app may take to start answering a request. */
+  upstreamTimeoutSeconds: number;
 }
 
 const DEFAULT_SCOPE = 'openid profile email offline_access';
@@ -306,5 +324,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     stopDrainDelaySeconds: raw.STOP_DRAIN_DELAY,
     stopTimeoutSeconds: raw.STOP_TIMEOUT,
     logLevel: raw.LOG_LEVEL,
+    databaseTimeoutSeconds: raw.DATABASE_TIMEOUT,
+    databaseStartTimeoutSeconds: raw.DATABASE_START_TIMEOUT,
+    sessionOutageGraceSeconds: raw.SESSION_OUTAGE_GRACE,
+    upstreamTimeoutSeconds: raw.UPSTREAM_TIMEOUT,
   };
 }

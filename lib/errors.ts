@@ -69,6 +69,33 @@ export class UpstreamError extends AtriumError {
   }
 }
 
+/**
+ * Something the request truly needs (the database, the session store) is not answering right now:
+ * nothing was wrong with the request, and trying again shortly may work. A 503 with `Retry-After`.
+ */
+export class ServiceUnavailableError extends AtriumError {
+  /** Seconds a client is asked to wait before trying again. */
+  readonly retryAfterSeconds: number;
+
+  constructor(message = 'A service the portal needs is not answering. Try again in a moment.', options: { cause?: unknown; code?: string; retryAfterSeconds?: number } = {}) {
+    super(503, options.code ?? 'unavailable', message, { cause: options.cause, expose: true });
+    this.retryAfterSeconds = options.retryAfterSeconds ?? 5;
+  }
+
+  /** What the renderer sends with the answer (portal/http/errors.ts). */
+  get headers(): Record<string, string> {
+    return { 'Retry-After': String(this.retryAfterSeconds) };
+  }
+
+  /**
+   * The embedded provider (oidc-provider) renders errors raised inside it itself and takes their
+   * status from `statusCode`: without this its pages would say 500 for a database that is down.
+   */
+  get statusCode(): number {
+    return this.status;
+  }
+}
+
 /** Start-up configuration problems, all of them at once. */
 export class ConfigError extends Error {
   readonly problems: string[];

@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
 import Koa from 'koa';
 import mount from 'koa-mount';
 import type { Config } from '../lib/config.ts';
@@ -70,8 +70,12 @@ export interface Portal {
   assertions: AssertionSigner;
   embedded: EmbeddedProvider | undefined;
   seededDemo: boolean;
-  /** Wires socket.io and websocket upgrades onto the HTTP server. */
-  attach(server: Server): void;
+  /**
+   * Wires socket.io and websocket upgrades onto the HTTP server. `listener` is the one the server
+   * runs for Koa (main.ts: the graceful-stop wrapper around `app.callback()`): what the raw-host
+   * guard hands to Koa goes through it too.
+   */
+  attach(server: Server, listener: RequestListener): void;
   close(): Promise<void>;
 }
 
@@ -159,7 +163,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     // The provider builds its URLs from the request: it is told PUBLIC_URL's scheme and host.
     !!embedded && addressedToPublicUrl(EMBEDDED_PREFIX, config.publicUrl, app.proxy),
     !!embedded &&
-      interactionRoutes({ provider: embedded.provider, users: directory.users, views, config, demo: config.env !== 'production', throttle: new LoginThrottle(cluster?.redis) }).routes(),
+      interactionRoutes({ provider: embedded.provider, users: directory.users, views, config, demo: config.env !== 'production', throttle: new LoginThrottle(cluster?.redis), appTitle: (tier, name) => apps.table.get(tier, name)?.title }).routes(),
     !!embedded && withQuietAsyncHooks(EMBEDDED_PREFIX, mount(EMBEDDED_PREFIX, embedded.provider)),
     sessionMiddleware(app, sessions, { maxAgeMs: limits.lifetimeMs, secure: config.secureCookies }),
     sessionLifecycle({ limits, refresher, accessClaim, tokenGrantsLevel, log }),
@@ -167,7 +171,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     apps.dispatch,
     metrics.route(),
     !!origins && handoffRoutes({ pattern: origins.pattern, table: apps.table, sessions: origins.sessions, reader: apps.reader, views }).routes(),
-    authRoutes({ rp, users: directory.users, log, publicOrigin: origin, secureCookies: config.secureCookies, tokenGrantsLevel, onLogin: (id, profile) => directory.profileCache.set(id, profile) }).routes(),
+    authRoutes({ rp, users: directory.users, audit: directory.audit, views, log, publicOrigin: origin, secureCookies: config.secureCookies, tokenGrantsLevel, onLogin: (id, profile) => directory.profileCache.set(id, profile) }).routes(),
     pageRoutes({
       apps: apps.table,
       views,
@@ -175,7 +179,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
       ...(origins ? { hrefOf: (a: MountedApp) => `${appOrigin(origins.pattern, a.tier, a.name)}/` } : {}),
     }).routes(),
     profileRoutes({ profiles: directory.profiles, requests: directory.requests, views, publicOrigin: origin }).routes(),
-    adminRoutes({ ...directory, sessions, registry: apps.registry, views, publicOrigin: origin }).routes(),
+    adminRoutes({ ...directory, sessions, registry: apps.registry, supervisor: apps.supervisor, views, publicOrigin: origin }).routes(),
   ];
   for (const middleware of pipeline) if (middleware) app.use(middleware);
 
@@ -208,10 +212,10 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     refresher,
     embedded,
     seededDemo: directory.seededDemo,
-    attach(server) {
+    attach(server, listener) {
       apps.attach(server);
       // Upgrades and socket.io's own requests never pass the pipeline: the same Host rule, on the server.
-      guardRawHosts(server, hosts, app.proxy, app.callback());
+      guardRawHosts(server, hosts, app.proxy, listener);
     },
     async close() {
       clearInterval(sweep);

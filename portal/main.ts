@@ -19,9 +19,10 @@ export interface RunningPortal {
 export async function startPortal(config: Config, log: Logger, server: Server = createServer()): Promise<RunningPortal> {
   const portal = await createPortal(config, log);
   const graceful = new GracefulStop(server, portal, config, log);
-  server.on('request', graceful.listener(portal.app.callback()));
+  const listener = graceful.listener(portal.app.callback());
+  server.on('request', listener);
   applyTimeouts(server, config);
-  portal.attach(server);
+  portal.attach(server, listener);
   if (!server.listening) {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

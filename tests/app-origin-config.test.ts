@@ -61,4 +61,23 @@ describe('which app a Host names', () => {
     '%s → no app',
     (host) => expect(appFromHost(pattern, host)).toBeUndefined(),
   );
+  // The label is `<tier>-<name>` exactly: a tier that exists and a name discovery accepts for an app folder.
+  it.each([
+    'evil,ea-chat.apps.example.com', // Koa reads `evil`
+    'ea-evil,chat.apps.example.com',
+    'x@ea-chat.apps.example.com',
+    'ea-a%40b.apps.example.com',
+    'ea-chat%2c.apps.example.com',
+    'admin-chat.apps.example.com', // admin is a level, not a tier
+    'nope-chat.apps.example.com',
+    'ea--chat.apps.example.com',
+    'ea-chat-.apps.example.com',
+    'ea-ch_at.apps.example.com',
+    'ea- chat.apps.example.com',
+    `ea-${'a'.repeat(64)}.apps.example.com`,
+  ])('%s → no app', (host) => expect(appFromHost(pattern, host)).toBeUndefined());
+  it('names only apps whose folder discovery would load', () => {
+    expect(appFromHost(pattern, `stable-${'a'.repeat(63)}.apps.example.com`)).toEqual({ tier: 'stable', name: 'a'.repeat(63) });
+    expect(appFromHost(pattern, 'devel-0.apps.example.com')).toEqual({ tier: 'devel', name: '0' });
+  });
 });

@@ -51,6 +51,8 @@ app.use((ctx) => {
   else ctx.append('Set-Cookie', hostileCookies(ctx.query));
   ctx.set('Clear-Site-Data', '"cookies", "storage"');
   ctx.set('Service-Worker-Allowed', '/');
+  ctx.set('X-Accel-Redirect', '/me');
+  ctx.set('X-Sendfile', '/etc/passwd');
   if (ctx.path === '/fail') throw new Error('the app broke after setting its headers');
   ctx.body = { user: ctx.state.user.email };
 });
@@ -79,6 +81,9 @@ async function startHostileUpstream() {
     res.setHeader('Set-Cookie', hostileCookies(query));
     res.setHeader('Clear-Site-Data', '"*"');
     res.setHeader('Service-Worker-Allowed', '/');
+    res.setHeader('X-Accel-Redirect', '/me');
+    res.setHeader('X-Sendfile', '/etc/passwd');
+    res.setHeader('X-LIGHTTPD-send-file', '/etc/passwd');
     res.setHeader('Content-Type', 'application/json');
     res.end(JSON.stringify({ path: req.url, cookie: req.headers.cookie ?? null, user: decodeURIComponent(String(req.headers['x-atrium-email'] ?? '')) }));
   });
@@ -134,6 +139,10 @@ function expectNoSiteWideHeaders(headers: Headers | IncomingHttpHeaders): void {
   const get = (name: string) => (headers instanceof Headers ? headers.get(name) : headers[name]) ?? null;
   expect(get('clear-site-data')).toBeNull();
   expect(get('service-worker-allowed')).toBeNull();
+  // A front proxy's internal redirect would serve one of its own paths under the app's answer.
+  expect(get('x-accel-redirect')).toBeNull();
+  expect(get('x-sendfile')).toBeNull();
+  expect(get('x-lighttpd-send-file')).toBeNull();
 }
 
 async function expectStillThemselves(agent: Agent, email: string, sid: string): Promise<void> {

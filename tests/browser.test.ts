@@ -101,18 +101,22 @@ describe('the portal in a real browser', () => {
       await shot(page, '05-inspector-403');
 
       // 6. Sign out from the launcher: the portal's session ends, then the provider's logout page
-      //    submits its own form with a script and sends the browser back to the launcher.
+      //    submits its own form with a script and sends the browser back to the portal, which says
+      //    so on a "signed out" page (once: the launcher is the next page at /).
       await page.goto('/');
       expect(await text(page.getByTestId('user-level'))).toBe('ea');
       const beforeSignOut = visited.length;
       await page.getByRole('button', { name: 'Sign out' }).click();
-      await page.getByRole('link', { name: 'Sign in' }).waitFor({ state: 'visible', timeout: NAVIGATION_TIMEOUT_MS });
-      expect(page.url()).toBe(home);
+      await page.waitForURL(`${portal.origin}/signed-out`, { timeout: NAVIGATION_TIMEOUT_MS });
       expect(visited.slice(beforeSignOut).some((url) => new URL(url).pathname.startsWith('/idp/session/end'))).toBe(true);
-      expect(await text(page.getByRole('heading', { level: 1 }))).toBe('One sign-in, every internal app.');
+      expect(visited.slice(beforeSignOut).some((url) => url === home)).toBe(true);
+      expect(await text(page.getByRole('heading', { level: 1 }))).toBe('You are signed out');
+      expect(await attr(page.getByRole('link', { name: 'Sign in again' }), 'href')).toBe('/login');
       expect(await page.getByTestId('user-level').count()).toBe(0);
       expect(await page.getByRole('button', { name: 'Sign out' }).count()).toBe(0);
       await shot(page, '06-signed-out-again');
+      await page.goto('/');
+      expect(await text(page.getByRole('heading', { level: 1 }))).toBe('One sign-in, every internal app.');
 
       // 7. Signed out for real, here and at the provider: /me refuses, and an app asks for a new sign-in.
       const me = await page.request.get('/me', { headers: { Accept: 'application/json' } });
@@ -120,6 +124,8 @@ describe('the portal in a real browser', () => {
       await page.goto('/apps/ea/notes/');
       await page.waitForURL((url) => url.pathname.startsWith('/idp/interaction/'));
       expect(await text(page.getByRole('heading', { level: 1 }))).toBe('Sign in to Atrium');
+      // This browser signed in here before: it is told where the sign-in leads.
+      expect(await text(page.getByTestId('continue-to'))).toBe('to continue to Notes');
       await shot(page, '07-app-asks-to-sign-in');
 
       expect(scriptErrors).toEqual([]);

@@ -1,4 +1,5 @@
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
@@ -31,6 +32,13 @@ export default app;
 const BROKEN_APP = `import Koa from ${JSON.stringify(KOA)};
 const app = new Koa();
 app.use(() => { throw new Error('the app has a bug'); });
+export default app;
+`;
+
+/** An in-process app that says where Koa believes the request went. */
+const HREF_APP = `import Koa from ${JSON.stringify(KOA)};
+const app = new Koa();
+app.use((ctx) => { ctx.body = { href: ctx.href, url: ctx.URL.href, host: ctx.host, originalUrl: ctx.originalUrl }; });
 export default app;
 `;
 
@@ -71,6 +79,7 @@ beforeAll(async () => {
     'ea/uploads/index.js': UPLOAD_APP,
     'ea/broken/index.js': BROKEN_APP,
     'ea/chat/index.js': REALTIME_APP,
+    'ea/href/index.js': HREF_APP,
     'devel/secret/index.js': koaAppSource('secret'),
   });
   portal = await startLoggedPortal({ APPS_DIR: apps });
@@ -160,6 +169,107 @@ describe('a request for a host the portal does not serve', () => {
   });
 });
 
+describe('an absolute-form request target (GET http://host/path HTTP/1.1)', () => {
+  const DISCOVERY = '/idp/.well-known/openid-configuration';
+  const expectOnlyPublicUrl = (r: RawResponse, what: string) => {
+    expect(r.status, what).toBe(200);
+    const discovery = r.json<Record<string, unknown>>();
+    expect(discovery.issuer, what).toBe(`${portal.origin}/idp`);
+    for (const value of Object.values(discovery)) if (typeof value === 'string' && value.includes('://')) expect(value.startsWith(`${portal.origin}/`), `${what}: ${value}`).toBe(true);
+  };
+
+  it('naming another host is refused (421) even with the right Host, so the provider never names it', async () => {
+    for (const target of [`http://${ELSEWHERE}${DISCOVERY}`, `https://${ELSEWHERE}${DISCOVERY}`, `http://${ELSEWHERE}:${port}${DISCOVERY}`, `HTTP://${ELSEWHERE.toUpperCase()}${DISCOVERY}`]) {
+      const r = await rawRequest(port, target, { headers: { Host: host, ...JSON_ACCEPT } });
+      expect(r.status, target).toBe(421);
+      expect(r.json(), target).toMatchObject({ error: 'misdirected_request' });
+      expect(r.body, target).not.toContain(ELSEWHERE);
+    }
+    // Naming the portal itself, it is served as its path: discovery names PUBLIC_URL and nothing else.
+    expectOnlyPublicUrl(await rawRequest(port, `http://${host}${DISCOVERY}`, { headers: { Host: host } }), 'own host');
+    expectOnlyPublicUrl(await rawRequest(port, `http://${host}${DISCOVERY}?x=1`, { headers: { Host: host } }), 'own host, with a query');
+  });
+
+  it('reaches an in-process app only in origin-form: its ctx.href is PUBLIC_URL’s', async () => {
+    const cookie = cookieHeader(ea);
+    const r = await rawRequest(port, `http://${host}/apps/ea/href/x?y=1`, { headers: { Host: host, Cookie: cookie, ...JSON_ACCEPT } });
+    expect(r.status).toBe(200);
+    expect(r.json()).toEqual({ href: `${portal.origin}/apps/ea/href/x?y=1`, url: `${portal.origin}/apps/ea/href/x?y=1`, host, originalUrl: '/apps/ea/href/x?y=1' });
+    const elsewhere = await rawRequest(port, `http://${ELSEWHERE}/apps/ea/href/x`, { headers: { Host: host, Cookie: cookie, ...JSON_ACCEPT } });
+    expect(elsewhere.status).toBe(421);
+    expect(elsewhere.body).not.toContain(ELSEWHERE);
+  });
+
+  it('is refused the same by Koa alone (the Host guard), without the server’s raw-host guard in front', async () => {
+    // The portal's Koa app on a bare server: only its pipeline between the request and the app.
+    const bare: Server = createServer(portal.portal.app.callback());
+    await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
+    const barePort = (bare.address() as AddressInfo).port;
+    try {
+      const cookie = cookieHeader(ea);
+      const own = await rawRequest(barePort, `http://${host}/apps/ea/href/x?y=1`, { headers: { Host: host, Cookie: cookie, ...JSON_ACCEPT } });
+      expect(own.status).toBe(200);
+      expect(own.json()).toMatchObject({ href: `${portal.origin}/apps/ea/href/x?y=1`, url: `${portal.origin}/apps/ea/href/x?y=1`, originalUrl: '/apps/ea/href/x?y=1' });
+      const elsewhere = await rawRequest(barePort, `http://${ELSEWHERE}/apps/ea/href/x`, { headers: { Host: host, Cookie: cookie, ...JSON_ACCEPT } });
+      expect(elsewhere.status).toBe(421);
+      expect((await rawRequest(barePort, `http://${ELSEWHERE}${DISCOVERY}`, { headers: { Host: host, ...JSON_ACCEPT } })).status).toBe(421);
+      expectOnlyPublicUrl(await rawRequest(barePort, `http://${host}${DISCOVERY}`, { headers: { Host: host } }), 'Koa alone, own host');
+      const malformed = await rawRequest(barePort, `ftp://${host}/`, { headers: { Host: host, ...JSON_ACCEPT } });
+      expect(malformed.status).toBe(400);
+      expect(malformed.json()).toMatchObject({ error: 'bad_request_target' });
+    } finally {
+      bare.closeAllConnections();
+      await new Promise<void>((resolve) => bare.close(() => resolve()));
+    }
+  });
+
+  it('that is malformed gets a 400', async () => {
+    for (const target of [`ftp://${host}/`, `http://user@${host}/`, `http://${ELSEWHERE}@${host}/`, `http://${host},${ELSEWHERE}/`, 'http:///nothing']) {
+      const r = await rawRequest(port, target, { headers: { Host: host, ...JSON_ACCEPT } });
+      expect(r.status, target).toBe(400);
+      expect(r.json(), target).toMatchObject({ error: 'bad_request_target' });
+      expect(hardeningOf(r), target).toEqual(HARDENING);
+    }
+    // The asterisk form names no resource the portal has (the path checks say so first).
+    expect((await rawRequest(port, '*', { method: 'OPTIONS', headers: { Host: host, ...JSON_ACCEPT } })).status).toBe(400);
+  });
+
+  it('gets the same rule on upgrades and socket.io, and is served as its path when it names the portal', async () => {
+    const cookie = cookieHeader(ea);
+    for (const path of ['/apps/ea/echo/socket', '/socket.io/?EIO=4&transport=websocket']) {
+      const refused = await rawUpgrade(port, `http://${ELSEWHERE}${path}`, { Host: host, Cookie: cookie });
+      expect(refused.status, path).toBe(421);
+      expect(refused.json(), path).toMatchObject({ error: 'misdirected_request' });
+      expect((await rawUpgrade(port, `http://${host}${path}`, { Host: host, Cookie: cookie })).status, path).toBe(101);
+      const malformed = await rawUpgrade(port, `http://user@${host}${path}`, { Host: host, Cookie: cookie });
+      expect(malformed.status, path).toBe(400);
+      expect(malformed.json(), path).toMatchObject({ error: 'bad_request_target' });
+    }
+    const polling = '/socket.io/?EIO=4&transport=polling';
+    expect((await rawRequest(port, `http://${ELSEWHERE}${polling}`, { headers: { Host: host, ...JSON_ACCEPT } })).status).toBe(421);
+    expect((await rawRequest(port, `http://${host}${polling}`, { headers: { Host: host } })).status).toBe(200);
+  });
+
+  it('lets probes through whatever host it names, as a Host would', async () => {
+    expect((await rawRequest(port, `http://10.0.0.7:3000/healthz`, { headers: { Host: host } })).json()).toEqual({ status: 'ok' });
+    expect((await rawRequest(port, `http://${ELSEWHERE}/readyz`, { headers: { Host: host } })).json()).not.toHaveProperty('isolation');
+  });
+});
+
+describe('a Host that readers would read differently', () => {
+  it('holding a comma or an @ is a 400, over HTTP and upgrades alike', async () => {
+    for (const bad of [`${host},${ELSEWHERE}`, `${ELSEWHERE},${host}`, `, ${host}`, `user@${host}`, `${ELSEWHERE}@${host}`]) {
+      const r = await rawRequest(port, '/', { headers: { Host: bad, ...JSON_ACCEPT } });
+      expect(r.status, bad).toBe(400);
+      expect(r.json(), bad).toMatchObject({ error: 'bad_host' });
+      expect(r.body, bad).not.toContain(ELSEWHERE);
+      const upgrade = await rawUpgrade(port, '/apps/ea/echo/socket', { Host: bad, Cookie: cookieHeader(ea) });
+      expect(upgrade.status, bad).toBe(400);
+      expect(upgrade.json(), bad).toMatchObject({ error: 'bad_host' });
+    }
+  });
+});
+
 describe('behind the TLS proxy (an https PUBLIC_URL, the proxy trusted)', () => {
   let secure: Awaited<ReturnType<typeof startLoggedPortal>>;
   let securePort: number;
@@ -184,6 +294,20 @@ describe('behind the TLS proxy (an https PUBLIC_URL, the proxy trusted)', () => 
     // Koa believes X-Forwarded-Host behind the proxy, so that is the host that must be known.
     const spoofed = await rawRequest(securePort, '/idp/.well-known/openid-configuration', { headers: { Host: `127.0.0.1:${securePort}`, 'X-Forwarded-Host': ELSEWHERE, ...JSON_ACCEPT } });
     expect(spoofed.status).toBe(421);
+  });
+
+  it('a forwarded host with an empty first value or a comma is a 400, not a fall-back to Host', async () => {
+    // Koa reads `, evil.example` as the empty host; the guard must not read it as "no header, use Host".
+    const own = `127.0.0.1:${securePort}`;
+    for (const forwarded of [`, ${ELSEWHERE}`, `,${own}`, `${own}, ${ELSEWHERE}`, `${ELSEWHERE}, ${own}`, `${ELSEWHERE}@${own}`]) {
+      for (const path of ['/', '/idp/.well-known/openid-configuration', '/socket.io/?EIO=4&transport=polling']) {
+        const r = await rawRequest(securePort, path, { headers: { Host: own, 'X-Forwarded-Host': forwarded, ...JSON_ACCEPT } });
+        expect(r.status, `${forwarded} ${path}`).toBe(400);
+        expect(r.json(), `${forwarded} ${path}`).toMatchObject({ error: 'bad_host' });
+      }
+      const upgrade = await rawUpgrade(securePort, '/socket.io/?EIO=4&transport=websocket', { Host: own, 'X-Forwarded-Host': forwarded });
+      expect(upgrade.status, forwarded).toBe(400);
+    }
   });
 
   it('/metrics is not local when a forwarded host names the portal (a rebinding page can add that header)', async () => {
@@ -218,6 +342,30 @@ describe('with APP_ORIGIN, the app hosts the pattern names', () => {
     }
     // An app host's upgrade reaches the app origin's own checks (no session here: 401).
     expect((await rawUpgrade(p, '/socket', { Host: `ea-echo.apps.localhost:${p}` })).status).toBe(401);
+  });
+
+  it('only as `<tier>-<name>`: no other label is an app’s, and a Host Koa would read as another host is a 400', async () => {
+    // Koa's ctx.host for `evil,ea-echo…` is `evil`: it must never get past the guard as an app host and then be served as the portal's.
+    for (const bad of [`evil,ea-echo.apps.localhost:${p}`, `${ELSEWHERE},ea-echo.apps.localhost:${p}`, `x@ea-echo.apps.localhost:${p}`, `, ea-echo.apps.localhost:${p}`]) {
+      for (const accept of [HTML_ACCEPT, JSON_ACCEPT]) {
+        const r = await rawRequest(p, '/', { headers: { Host: bad, ...accept } });
+        expect(r.status, bad).toBe(400);
+        expect(r.body, bad).not.toContain('data-testid="launcher"');
+      }
+      expect((await rawUpgrade(p, '/socket', { Host: bad })).status, bad).toBe(400);
+    }
+    for (const other of [`admin-echo.apps.localhost:${p}`, `nope-echo.apps.localhost:${p}`, `ea-a%40b.apps.localhost:${p}`, `ea--echo.apps.localhost:${p}`, `ea-echo-.apps.localhost:${p}`, `ea-ec_ho.apps.localhost:${p}`]) {
+      expect((await rawRequest(p, '/', { headers: { Host: other, ...JSON_ACCEPT } })).status, other).toBe(421);
+      expect((await rawUpgrade(p, '/socket', { Host: other })).status, other).toBe(421);
+    }
+  });
+
+  it('serves the app the guard read: an absolute-form target naming an app host is that app’s', async () => {
+    const r = await rawRequest(p, `http://ea-echo.apps.localhost:${p}/x`, { headers: { Host: `ea-echo.apps.localhost:${p}`, ...HTML_ACCEPT } });
+    expect(r.status).toBe(302);
+    expect(r.headers.location).toMatch(new RegExp(`^${origins.origin}/auth/handoff\\?`));
+    expect((await rawRequest(p, `http://evil,ea-echo.apps.localhost:${p}/x`, { headers: { Host: `ea-echo.apps.localhost:${p}`, ...JSON_ACCEPT } })).status).toBe(400);
+    expect((await rawRequest(p, `http://${ELSEWHERE}/x`, { headers: { Host: `ea-echo.apps.localhost:${p}`, ...JSON_ACCEPT } })).status).toBe(421);
   });
 });
 

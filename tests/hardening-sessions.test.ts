@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../lib/cli.ts';
@@ -45,6 +46,8 @@ const sessionRow = async (agent: Agent) => {
   const row = await portal.portal.database.db.selectFrom('sessions').select('data').where('id', '=', sessionId(agent)).executeTakeFirst();
   return row ? JSON.parse(row.data) : undefined;
 };
+/** How the console names a session in its forms: a SHA-256 digest of the id (base64url, 22 characters), never the id. */
+const consoleRef = (id: string) => createHash('sha256').update(id).digest('base64url').slice(0, 22);
 const revoke = (email: string, form: Record<string, string>) =>
   userId(email).then((id) => admin.request('POST', `/admin/users/${id}/sessions/revoke`, { form: { _csrf: adminCsrf, ...form }, headers: { Origin: portal.origin } }));
 const cli = async (...argv: string[]) => {
@@ -100,7 +103,7 @@ describe('revoking sessions ends the embedded provider’s sessions too', () => 
     await kept.login('stable@example.com', DEMO_PASSWORD);
     expect((await sessionRow(revoked)).idpSid).toEqual(expect.any(String));
 
-    expect((await revoke('stable@example.com', { session: sessionId(revoked) })).status).toBe(303);
+    expect((await revoke('stable@example.com', { session: consoleRef(sessionId(revoked)) })).status).toBe(303);
     expect((await revoked.get('/me', JSON_ACCEPT)).status).toBe(401);
     expect(await loginOutcome(revoked)).toBe('asked for a password');
     expect((await kept.get('/me', JSON_ACCEPT)).status).toBe(200);
@@ -130,6 +133,23 @@ describe('revoking sessions ends the embedded provider’s sessions too', () => 
     // A session that is not the user's is refused, not ended.
     expect((await cli('sessions', 'revoke', 'nobody@example.com', '--session', sessionId(admin))).code).toBe(1);
     expect((await admin.get('/me', JSON_ACCEPT)).status).toBe(200);
+  });
+
+  it('revoking one session that predates provider-session tracking ends all of the account’s provider sessions', async () => {
+    const legacy = new Agent(portal.origin);
+    const other = new Agent(portal.origin);
+    await legacy.login('ea@example.com', DEMO_PASSWORD);
+    await other.login('ea@example.com', DEMO_PASSWORD);
+    // As a session stored before the provider's `sid` was recorded: it cannot name its own.
+    const id = sessionId(legacy);
+    const { idpSid: _dropped, ...data } = await sessionRow(legacy);
+    await portal.portal.sessions.set(id, data, 60_000, { subject: data.sub });
+    const single = await cli('sessions', 'revoke', 'ea@example.com', '--session', id, '--json');
+    expect(single.code, single.err).toBe(0);
+    expect(JSON.parse(single.out)).toMatchObject({ revoked: 1, everyBrowser: true });
+    expect(await signedOut(legacy)).toBe(true);
+    expect(await loginOutcome(legacy)).toBe('asked for a password');
+    expect(await loginOutcome(other)).toBe('asked for a password');
   });
 });
 

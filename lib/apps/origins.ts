@@ -1,3 +1,6 @@
+import { isTier, type Tier } from '../levels.ts';
+import { APP_NAME } from './discovery.ts';
+
 /**
  * App origins (APP_ORIGIN): every app on a host of its own, `{tier}-{name}.<suffix>`. Tier names
  * hold no dash, so the first dash of the first label splits tier from name. A separate origin is
@@ -39,9 +42,11 @@ export function appOrigin(pattern: AppOriginPattern, tier: string, name: string)
 
 /**
  * Which app a Host header names, or undefined when it names none (the portal's host, or anything
- * else). Only the exact pattern matches: the configured port, one label before the suffix.
+ * else). Only the exact pattern matches: the configured port, one label before the suffix, and that
+ * label exactly `<tier>-<name>` with a tier that exists and a name discovery accepts for an app
+ * folder (APP_NAME): nothing else (`evil,ea-echo`, `a%40b-x`, `x@ea-echo`) is an app's host.
  */
-export function appFromHost(pattern: AppOriginPattern, hostHeader: string | undefined): { tier: string; name: string } | undefined {
+export function appFromHost(pattern: AppOriginPattern, hostHeader: string | undefined): { tier: Tier; name: string } | undefined {
   if (!hostHeader) return undefined;
   const host = hostHeader.toLowerCase();
   const portAt = host.lastIndexOf(':');
@@ -51,8 +56,11 @@ export function appFromHost(pattern: AppOriginPattern, hostHeader: string | unde
   if (!hostname.endsWith(pattern.hostSuffix)) return undefined;
   const label = hostname.slice(0, hostname.length - pattern.hostSuffix.length);
   const dash = label.indexOf('-');
-  if (dash <= 0 || label.includes('.')) return undefined;
-  return { tier: label.slice(0, dash), name: label.slice(dash + 1) };
+  if (dash <= 0) return undefined;
+  const tier = label.slice(0, dash);
+  const name = label.slice(dash + 1);
+  if (!isTier(tier) || !APP_NAME.test(name)) return undefined;
+  return { tier, name };
 }
 
 function defaultPort(protocol: string): string {

@@ -5,7 +5,8 @@ import type { Database } from './schema.ts';
 /** Applies every pending migration; throws with the failing migration's name and error. */
 export async function migrateToLatest(database: Database): Promise<string[]> {
   const migrator = new Migrator({
-    db: database.db,
+    // Unbounded: a migration is not a request, and one cut off by a query timeout is half-applied.
+    db: database.unboundedDb ?? database.db,
     provider: { getMigrations: async () => migrations },
   });
   const result: MigrationResultSet = await migrator.migrateToLatest();

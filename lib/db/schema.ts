@@ -120,7 +120,13 @@ export interface DB {
 export type Dialect = 'sqlite' | 'mysql';
 
 export interface Database {
+  /** Every query through it is bounded in time (MySQL: see bounded-pool.ts). */
   db: Kysely<DB>;
+  /**
+   * The same database without the per-query limit, for migrations: an ALTER TABLE on a big table
+   * takes its time, and one cut off halfway leaves MySQL's schema half-changed. Absent: use `db`.
+   */
+  unboundedDb?: Kysely<DB>;
   dialect: Dialect;
   close(): Promise<void>;
 }

@@ -1,5 +1,7 @@
 import * as client from 'openid-client';
 import { UnauthenticatedError, UpstreamError } from '../errors.ts';
+import { fetchWithin, PROVIDER_TIMEOUT_MS } from './provider-calls.ts';
+import { ProviderProbe } from './provider-probe.ts';
 
 /** What must survive the trip to the provider and back, kept server-side of the browser's reach. */
 export interface LoginTransaction {
@@ -39,12 +41,16 @@ export interface RelyingPartyOptions {
 /**
  * The portal as an OpenID Connect client (openid-client v6): code flow with PKCE (S256), state and
  * nonce. Discovery happens on first use and is retried after a failure, so the portal can start
- * before its provider answers.
+ * before its provider answers. Every call to the provider gives up after PROVIDER_TIMEOUT_MS, so a
+ * provider that hangs holds no request for longer.
  */
 export class RelyingParty {
   private configuration: Promise<client.Configuration> | undefined;
+  private readonly probe: ProviderProbe;
 
-  constructor(private readonly options: RelyingPartyOptions) {}
+  constructor(private readonly options: RelyingPartyOptions) {
+    this.probe = new ProviderProbe(options.issuer);
+  }
 
   get accessClaim(): string {
     return this.options.accessClaim;
@@ -61,20 +67,17 @@ export class RelyingParty {
   private async discover(): Promise<client.Configuration> {
     const { issuer, clientId, clientSecret } = this.options;
     const auth = clientSecret ? client.ClientSecretBasic(clientSecret) : client.None();
+    // Both go to the Configuration, so they bound every later call too (token, refresh, JWKS, userinfo).
     return client.discovery(issuer, clientId, undefined, auth, {
       execute: issuer.protocol === 'http:' ? [client.allowInsecureRequests] : [],
-      timeout: 10,
+      timeout: PROVIDER_TIMEOUT_MS / 1000,
+      [client.customFetch]: fetchWithin(PROVIDER_TIMEOUT_MS),
     });
   }
 
-  /** Whether the provider has answered discovery (readiness). */
-  async ready(): Promise<boolean> {
-    try {
-      await this.config();
-      return true;
-    } catch {
-      return false;
-    }
+  /** Whether the provider answers right now (readiness; see ProviderProbe). Never rejects. */
+  ready(): Promise<boolean> {
+    return this.probe.answers();
   }
 
   async startLogin(returnTo: string): Promise<{ url: URL; transaction: LoginTransaction }> {

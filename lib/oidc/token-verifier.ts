@@ -1,5 +1,6 @@
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { BadRequestError, UnauthenticatedError } from '../errors.ts';
+import { PROVIDER_TIMEOUT_MS } from './provider-calls.ts';
 
 /** Signature algorithms a provider's token may use; `none` and HMAC (HS*) are never accepted. */
 export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
@@ -27,7 +28,8 @@ export interface VerifierSource {
  * portal hammer the provider.
  */
 export function remoteKeys(jwksUri: string, cooldownMs = 30_000): JWTVerifyGetKey {
-  return createRemoteJWKSet(new URL(jwksUri), { cooldownDuration: cooldownMs, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 });
+  // A provider that hangs costs a JWKS fetch the same bounded wait as any other provider call.
+  return createRemoteJWKSet(new URL(jwksUri), { cooldownDuration: cooldownMs, cacheMaxAge: 10 * 60_000, timeoutDuration: PROVIDER_TIMEOUT_MS });
 }
 
 export function localKeys(jwks: JSONWebKeySet): JWTVerifyGetKey {

@@ -1,3 +1,5 @@
+import { isDeepStrictEqual } from 'node:util';
+import { LastGoodSessions } from './last-good.ts';
 import type { ProviderSessions } from './provider-sessions.ts';
 import type { SessionData, SessionIndex, SessionStore, StoredSession } from './store.ts';
 
@@ -6,6 +8,25 @@ export interface SessionEvent {
   kind: 'changed' | 'ended';
   ids: string[];
 }
+
+/** How the cache behaves while its store cannot be reached (see the class comment). */
+export interface OutageOptions {
+  /** How long after the store last vouched for a session its copy is still served; 0: never. */
+  graceMs?: number;
+  /**
+   * Keys of session data that are bookkeeping, e.g. the last-use time written back now and then: a
+   * change to these alone is kept in memory while the store cannot take it, rather than failing a
+   * request that the grace lets through.
+   */
+  bookkeeping?: readonly string[];
+}
+
+/** How stale a cached answer may be (another process's writes are seen after this). */
+export const CACHE_TTL_MS = 5_000;
+export const CACHE_MAX_ENTRIES = 50_000;
+
+/** SESSION_OUTAGE_GRACE's default: long enough for a database restart or fail-over, short enough to bound staleness. */
+export const DEFAULT_OUTAGE_GRACE_MS = 5 * 60_000;
 
 interface Entry {
   session: StoredSession | undefined;
@@ -18,6 +39,13 @@ interface Entry {
  * instead of a database round trip. Writes go through to the store first and then replace the
  * entry, so this process always reads its own writes. Another process's writes (the admin CLI
  * ending a user's sessions) are seen once an entry ages out: `ttlMs` bounds that staleness.
+ *
+ * Stale-if-error: while the store cannot be read (the database is down or hung), a signed-in user
+ * goes on from the last copy the store vouched for, for `graceMs` (5 minutes by default), never past
+ * the session's own expiry and never after this process learnt it ended (logout, revocation, another
+ * instance's word). Once a read has failed, such reads are answered from memory at once, and one
+ * read at a time asks the store whether it is back. Whatever truly needs the store (signing in or
+ * out, a change to a session) still fails, with the store's error (a 503 for the database).
  */
 export class CachedSessionStore implements SessionStore {
   private readonly entries = new Map<string, Entry>();
@@ -34,15 +62,27 @@ export class CachedSessionStore implements SessionStore {
    */
   providerSessions: ProviderSessions | undefined;
 
+  private readonly lastGood: LastGoodSessions;
+  private readonly bookkeeping: ReadonlySet<string>;
+  /** The store's last answer was a failure: reads with a good copy are not made to wait for it. */
+  private failing = false;
+  /** The one read that finds out whether a failing store is back. */
+  private revalidating: Promise<unknown> | undefined;
+
   constructor(
     private readonly inner: SessionStore,
-    private readonly ttlMs = 5_000,
-    private readonly maxEntries = 50_000,
-  ) {}
+    private readonly ttlMs = CACHE_TTL_MS,
+    private readonly maxEntries = CACHE_MAX_ENTRIES,
+    outage: OutageOptions = {},
+  ) {
+    this.lastGood = new LastGoodSessions(outage.graceMs ?? DEFAULT_OUTAGE_GRACE_MS, maxEntries);
+    this.bookkeeping = new Set(outage.bookkeeping ?? []);
+  }
 
   /** Another instance changed or ended these sessions. */
   receive(event: SessionEvent): void {
-    for (const id of event.ids) this.entries.delete(id);
+    // A changed session's copy goes too: it may be a single-use record another instance took.
+    for (const id of event.ids) this.forget(id);
     if (event.kind === 'ended') for (const listener of this.endedListeners) listener(event.ids);
   }
 
@@ -59,28 +99,92 @@ export class CachedSessionStore implements SessionStore {
     const now = Date.now();
     const hit = this.entries.get(id);
     if (hit && hit.until > now) return hit.session;
-    const session = await this.inner.get(id);
+    const copy = this.failing ? this.lastGood.serve(id, now) : undefined;
+    if (copy) {
+      this.revalidate(id);
+      return copy;
+    }
+    return this.read(id, now);
+  }
+
+  /** A read from the store; when it fails, the last good copy if one is within bounds, else the store's error. */
+  private async read(id: string, now: number): Promise<StoredSession | undefined> {
+    let session: StoredSession | undefined;
+    try {
+      session = await this.attempt(() => this.inner.get(id));
+    } catch (err) {
+      const copy = this.lastGood.serve(id, Date.now());
+      if (copy) return copy;
+      throw err;
+    }
     this.remember(id, session, now);
     return session;
   }
 
+  /** Asks a failing store again in the background, one read at a time however many requests come. */
+  private revalidate(id: string): void {
+    this.revalidating ??= this.read(id, Date.now())
+      .catch(() => undefined)
+      .finally(() => {
+        this.revalidating = undefined;
+      });
+  }
+
+  /** Runs one call on the store, noting whether the store is failing. */
+  private async attempt<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      const result = await call();
+      this.failing = false;
+      return result;
+    } catch (err) {
+      this.failing = true;
+      throw err;
+    }
+  }
+
   async set(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<void> {
-    await this.inner.set(id, data, ttlMs, index);
+    await this.attempt(() => this.inner.set(id, data, ttlMs, index));
     const now = Date.now();
     this.remember(id, { data, expiresAt: now + ttlMs }, now);
     this.publish?.({ kind: 'changed', ids: [id] });
   }
 
   async update(id: string, data: SessionData, ttlMs: number, index: SessionIndex): Promise<boolean> {
-    const updated = await this.inner.update(id, data, ttlMs, index);
+    // The store is known to be failing: a touch is not worth waiting on it for (a hung database
+    // would cost the request its whole timeout); a read at a time finds out when it is back.
+    if (this.failing && this.keepInMemory(id, data)) return true;
+    let updated: boolean;
+    try {
+      updated = await this.attempt(() => this.inner.update(id, data, ttlMs, index));
+    } catch (err) {
+      if (this.keepInMemory(id, data)) return true;
+      throw err;
+    }
     const now = Date.now();
     if (updated) {
       this.remember(id, { data, expiresAt: now + ttlMs }, now);
       this.publish?.({ kind: 'changed', ids: [id] });
     } else {
-      this.entries.delete(id);
+      this.forget(id);
     }
     return updated;
+  }
+
+  /**
+   * A change the store could not take, kept on the last good copy when it touches bookkeeping
+   * alone (the last-use time): the copy served meanwhile carries it, and the store gets it with the
+   * next write once it is back. Anything else (tokens, a sign-in) must reach the store or fail.
+   */
+  private keepInMemory(id: string, data: SessionData): boolean {
+    const now = Date.now();
+    const copy = this.lastGood.serve(id, now);
+    if (!copy || this.bookkeeping.size === 0) return false;
+    for (const key of new Set([...Object.keys(copy.data), ...Object.keys(data)])) {
+      if (!this.bookkeeping.has(key) && !isDeepStrictEqual(copy.data[key], data[key])) return false;
+    }
+    // The fresh entry would still show the old bookkeeping; the amended copy is what is served now.
+    this.entries.delete(id);
+    return this.lastGood.amend(id, data, now);
   }
 
   /** Hears about every session this process ends (logout, revocation), e.g. to close its sockets. */
@@ -89,17 +193,18 @@ export class CachedSessionStore implements SessionStore {
   }
 
   async destroy(id: string): Promise<void> {
-    this.entries.delete(id);
-    await this.inner.destroy(id);
-    this.entries.delete(id);
+    // Forgotten before the store is asked: a logout that fails (store down) still serves no copy here.
+    this.forget(id);
+    await this.attempt(() => this.inner.destroy(id));
+    this.forget(id);
     this.ended([id]);
   }
 
   /** Never served from the cache: single use is the store's to decide. */
   async take(id: string): Promise<StoredSession | undefined> {
-    this.entries.delete(id);
-    const taken = await this.inner.take(id);
-    this.entries.delete(id);
+    this.forget(id);
+    const taken = await this.attempt(() => this.inner.take(id));
+    this.forget(id);
     if (taken) this.publish?.({ kind: 'changed', ids: [id] });
     return taken;
   }
@@ -107,7 +212,7 @@ export class CachedSessionStore implements SessionStore {
   async destroyBySubject(subject: string): Promise<number> {
     const ids = await this.inner.idsBySubject(subject);
     const count = await this.inner.destroyBySubject(subject);
-    for (const id of ids) this.entries.delete(id);
+    for (const id of ids) this.forget(id);
     this.ended(ids);
     await this.providerSessions?.endAccount(subject);
     return count;
@@ -118,8 +223,19 @@ export class CachedSessionStore implements SessionStore {
    * the browser must not be signed back in through the provider). Only that one: the user's other
    * browsers keep theirs. A no-op without a provider of our own.
    */
-  async endProviderSession(subject: string, idpSid: string | undefined): Promise<void> {
-    if (idpSid !== undefined) await this.providerSessions?.endSession(subject, idpSid);
+  /**
+   * A session that recorded no provider session (made before that was noted) cannot name the one
+   * behind it: then all of the account's go, or that browser would sign straight back in.
+   * Returns whether more than the one went.
+   */
+  async endProviderSession(subject: string, idpSid: string | undefined): Promise<boolean> {
+    if (!this.providerSessions) return false;
+    if (idpSid !== undefined) {
+      await this.providerSessions.endSession(subject, idpSid);
+      return false;
+    }
+    await this.providerSessions.endAccount(subject);
+    return true;
   }
 
   private ended(ids: string[]): void {
@@ -136,13 +252,15 @@ export class CachedSessionStore implements SessionStore {
     return this.inner.idsByIdpSession(idpSid);
   }
 
-  /** Forgets one cached entry (another instance changed it). */
+  /** Forgets one cached entry and its last good copy (another instance changed it, or it ended). */
   forget(id: string): void {
     this.entries.delete(id);
+    this.lastGood.forget(id);
   }
 
   async sweep(now = Date.now()): Promise<number> {
     for (const [id, entry] of this.entries) if (entry.until <= now) this.entries.delete(id);
+    this.lastGood.sweep(now);
     return this.inner.sweep(now);
   }
 
@@ -155,5 +273,7 @@ export class CachedSessionStore implements SessionStore {
     this.entries.delete(id);
     const until = Math.min(now + this.ttlMs, session?.expiresAt ?? Infinity);
     this.entries.set(id, { session, until });
+    if (session) this.lastGood.vouch(id, session, now);
+    else this.lastGood.forget(id);
   }
 }

@@ -53,7 +53,7 @@ export async function buildApps(deps: { config: Config; koa: Koa<any, any>; stor
   const origins: AppOrigins | undefined = pattern && originSessions ? { pattern, sessions: originSessions, trustProxy: koa.proxy } : undefined;
   const realtime = new Realtime(reader, log, origin, storage.cluster?.socketAdapter(), origins);
   const assertions = await AssertionSigner.load(storage.database, origin);
-  const proxy = new UpstreamProxy(assertions, config.publicUrl, log);
+  const proxy = new UpstreamProxy(assertions, config.publicUrl, log, { timeoutMs: config.upstreamTimeoutSeconds * 1000 });
   const supervisor = new Supervisor(log, config.appsUser, new ProcessLedger(join(config.dataDir, 'app-processes.json'), log));
   const table = new AppTable(log);
   const live = new LiveApps(table, { appsDir: config.appsDir, realtime, proxy, supervisor, log });

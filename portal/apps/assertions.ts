@@ -15,7 +15,8 @@ const REUSE_MARGIN_SECONDS = 20;
  * identity headers carry (identity-headers.ts: the groups the app gets, within budget). A token is
  * reused for the same claims object and audience while it has more than 20 s left, so a busy page
  * does not pay for a signature (nor a cache key of a thousand groups) on every request; the claims
- * objects are cached per user and app, and their tokens go with them.
+ * objects are cached per user and app (UpstreamIdentities, which keeps the same object while the
+ * user's level, groups, profile content and manifest are unchanged), and their tokens go with them.
  */
 export class AssertionSigner {
   private readonly cache = new WeakMap<AssertionClaims, Map<string, { token: string; exp: number }>>();
@@ -42,16 +43,16 @@ export class AssertionSigner {
     const hit = byAudience?.get(audience);
     if (hit && hit.exp - now > REUSE_MARGIN_SECONDS) return hit.token;
     const { sub, ...rest } = claims;
-    const jwt = new SignJWT({ ...rest })
+    // The subject is always there (identity-headers.ts refuses a request whose subject cannot be sent).
+    const token = await new SignJWT({ ...rest })
       .setProtectedHeader({ alg: 'ES256', kid: this.kid, typ: 'atrium-assertion+jwt' })
       .setIssuer(this.issuer)
+      .setSubject(sub)
       .setAudience(audience)
       .setIssuedAt(now)
       .setExpirationTime(now + TTL_SECONDS)
-      .setJti(randomUUID());
-    // A subject too long for a header is left out of both (the headers say so in X-Atrium-Omitted).
-    if (sub !== undefined) jwt.setSubject(sub);
-    const token = await jwt.sign(this.key);
+      .setJti(randomUUID())
+      .sign(this.key);
     if (!byAudience) this.cache.set(claims, (byAudience = new Map()));
     byAudience.set(audience, { token, exp: now + TTL_SECONDS });
     return token;

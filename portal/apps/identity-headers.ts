@@ -1,4 +1,5 @@
 import type { AtriumUser } from '../../lib/app-kit.ts';
+import { BadRequestError } from '../../lib/errors.ts';
 import { LEVELS, type Level } from '../../lib/levels.ts';
 
 /**
@@ -8,7 +9,10 @@ import { LEVELS, type Level } from '../../lib/levels.ts';
  * the groups as JSON, then base64url) to about 6 KB, leaving Node room for the browser's own.
  */
 export const IDENTITY_BUDGET = Object.freeze({
-  /** X-Atrium-User, -Email, -Name each; also each value's JSON in the assertion. */
+  /**
+   * X-Atrium-User, -Email, -Name each; also the e-mail's and name's JSON in the assertion. A subject
+   * over it is refused rather than left out (see upstreamIdentity); the assertion always carries it.
+   */
   scalarBytes: 512,
   /** The groups list, counted as JSON (`"name",` per group), which also bounds the header. */
   groupsBytes: 2048,
@@ -18,7 +22,8 @@ export const IDENTITY_BUDGET = Object.freeze({
 
 /** What the signed assertion says, beside issuer, audience and times: the same as the headers. */
 export interface AssertionClaims {
-  sub?: string;
+  /** Always there: an assertion never stands for nobody. */
+  sub: string;
   email?: string | null;
   name?: string | null;
   level: Level | null;
@@ -34,30 +39,45 @@ export interface UpstreamIdentity {
   readonly claims: Readonly<AssertionClaims>;
 }
 
-/** Visible ASCII: a header carries it exactly, and nothing needs decoding. */
-const HEADER_SAFE = /^[\x21-\x7e]*$/;
+/**
+ * Visible ASCII but `%`: a header carries it exactly, and nothing needs decoding. `%` is left out
+ * so that a value sent as is never holds one: an upstream that decodes every value (as the old
+ * contract had it: everything percent-encoded) still reads `a%40b@x` right, sent as `a%2540b%40x`.
+ */
+const HEADER_SAFE = /^[\x21-\x24\x26-\x7e]*$/;
 const BUILT_IN_GROUPS: readonly string[] = LEVELS;
 
 /**
  * The identity headers and assertion claims for `user` at an app whose manifest names
  * `manifestGroups`:
  *
- * - `X-Atrium-User`, `X-Atrium-Email`: the value exactly when it is visible ASCII (subjects and
- *   nearly every address are); anything else is percent-encoded (UTF-8) and `X-Atrium-Encoded`
- *   names the header (`user`, `email`), so a plain value is never decoded by mistake.
+ * - `X-Atrium-User`, `X-Atrium-Email`: the value exactly when it is visible ASCII without `%`
+ *   (subjects and nearly every address are); anything else is percent-encoded (UTF-8) and
+ *   `X-Atrium-Encoded` names the header (`user`, `email`), so a plain value is never decoded by
+ *   mistake, and one decoded anyway comes out the same.
  * - `X-Atrium-Name`: always percent-encoded (names are often not ASCII). `X-Atrium-Level` as is.
  * - `X-Atrium-Groups`: the groups the manifest names, then the built-in level groups, then the rest
  *   in order, as many as fit the budget; `X-Atrium-Groups-Omitted` says how many were left out.
  * - `X-Atrium-Profile`: base64url JSON, left out when over budget.
- * - `X-Atrium-Omitted`: the headers left out for size (`user`, `email`, `name`, `profile`), when any.
+ * - `X-Atrium-Omitted`: the headers left out for size (`email`, `name`, `profile`), when any.
+ *
+ * The subject is never left out: an upstream told of a user without one would see nobody, or
+ * whoever a missing header means to it. One too long for a header (SUBJECT_TOO_LONG) is refused.
  */
 export function upstreamIdentity(user: AtriumUser, manifestGroups: readonly string[]): UpstreamIdentity {
   const headers: Record<string, string> = {};
-  const claims: AssertionClaims = { level: user.level, groups: [] };
   const encoded: string[] = [];
   const omitted: string[] = [];
 
-  const scalar = (field: 'user' | 'email' | 'name', value: string | null, alwaysEncode: boolean): boolean => {
+  // First, and before any other work: a subject that cannot be sent refuses the request.
+  const subPlain = HEADER_SAFE.test(user.sub);
+  const subHeader = subPlain ? user.sub : encodeURIComponent(user.sub);
+  if (subHeader.length > IDENTITY_BUDGET.scalarBytes) throw subjectTooLong();
+  headers['x-atrium-user'] = subHeader;
+  if (!subPlain) encoded.push('user');
+  const claims: AssertionClaims = { sub: user.sub, level: user.level, groups: [] };
+
+  const scalar = (field: 'email' | 'name', value: string | null, alwaysEncode: boolean): boolean => {
     const raw = value ?? '';
     const plain = !alwaysEncode && HEADER_SAFE.test(raw);
     const header = plain ? raw : encodeURIComponent(raw);
@@ -69,7 +89,6 @@ export function upstreamIdentity(user: AtriumUser, manifestGroups: readonly stri
     headers[`x-atrium-${field}`] = header;
     return true;
   };
-  if (scalar('user', user.sub, false)) claims.sub = user.sub;
   if (scalar('email', user.email, false)) claims.email = user.email;
   if (scalar('name', user.name, true)) claims.name = user.name;
   headers['x-atrium-level'] = user.level ?? '';
@@ -91,10 +110,20 @@ export function upstreamIdentity(user: AtriumUser, manifestGroups: readonly stri
   return { headers: Object.freeze(headers), claims: Object.freeze(claims) };
 }
 
+/** The code of the 400 for a subject no header can carry (over IDENTITY_BUDGET.scalarBytes as written). */
+export const SUBJECT_TOO_LONG = 'subject_too_long';
+
+function subjectTooLong(): BadRequestError {
+  return new BadRequestError(
+    `Your account's identifier is longer than the ${IDENTITY_BUDGET.scalarBytes} bytes an app can be told, so this app cannot be told who you are. Ask an administrator.`,
+    { code: SUBJECT_TOO_LONG },
+  );
+}
+
 /**
- * The groups an app is told about, in the user's order: first choice the ones its manifest names
- * (what it gates on and most likely reads), then the built-in level groups, then the rest, each
- * taken while it fits the budget.
+ * The groups an app is told about, in this order: the ones its manifest names (what it gates on
+ * and most likely reads), then the built-in level groups, then the rest; each in the user's order
+ * and taken while it fits the budget.
  */
 function chooseGroups(groups: readonly string[], manifestGroups: readonly string[]): { listed: string[]; left: number } {
   const wanted = new Set(manifestGroups);
@@ -104,15 +133,15 @@ function chooseGroups(groups: readonly string[], manifestGroups: readonly string
     ...groups.filter((g) => !wanted.has(g) && builtIn.has(g)),
     ...groups.filter((g) => !wanted.has(g) && !builtIn.has(g)),
   ];
-  const chosen = new Set<string>();
+  const listed: string[] = [];
   let bytes = 2; // the JSON array's brackets
   for (const group of byPreference) {
     const cost = encodeURIComponent(group).length + 3; // quotes and a comma
     if (bytes + cost > IDENTITY_BUDGET.groupsBytes) continue;
     bytes += cost;
-    chosen.add(group);
+    listed.push(group);
   }
-  return { listed: groups.filter((g) => chosen.has(g)), left: groups.length - chosen.size };
+  return { listed, left: groups.length - listed.length };
 }
 
 const MAX_USERS_PER_APP = 10_000;
@@ -124,6 +153,8 @@ interface Cached {
   level: Level | null;
   groups: readonly string[];
   profile: unknown;
+  /** The profile as JSON, for a profile object that is new but says the same (see `of`). */
+  profileJson: string;
   manifestGroups: readonly string[];
 }
 
@@ -131,7 +162,10 @@ interface Cached {
  * Identities per app and user, so a request pays a lookup and a few reference comparisons, not
  * an encoding of a thousand groups. The directory hands out the same frozen groups array and
  * profile object until something changes, so any change (a new group, a profile edit, a new
- * manifest) makes the entry stale at the next request.
+ * manifest) makes the entry stale at the next request. A profile object that is new but equal
+ * (the profile cache's refresh re-reads rows, a session's own copy) is compared by content, once
+ * for that object, and the entry kept: the identity (and with it the signed assertion, whose
+ * cache is keyed on these claims) stays the same.
  */
 export class UpstreamIdentities {
   private readonly byApp = new Map<string, Map<string, Cached>>();
@@ -140,20 +174,26 @@ export class UpstreamIdentities {
     let users = this.byApp.get(app);
     if (!users) this.byApp.set(app, (users = new Map()));
     const hit = users.get(user.sub);
+    let profileJson: string | undefined;
     if (
       hit &&
       hit.groups === user.groups &&
-      hit.profile === user.profile &&
       hit.manifestGroups === manifestGroups &&
       hit.level === user.level &&
       hit.email === user.email &&
       hit.name === user.name
     ) {
-      return hit.identity;
+      if (hit.profile === user.profile) return hit.identity;
+      profileJson = JSON.stringify(user.profile);
+      if (profileJson === hit.profileJson) {
+        hit.profile = user.profile;
+        return hit.identity;
+      }
     }
     const identity = upstreamIdentity(user, manifestGroups);
     if (users.size >= MAX_USERS_PER_APP) users.clear();
-    users.set(user.sub, { identity, email: user.email, name: user.name, level: user.level, groups: user.groups, profile: user.profile, manifestGroups });
+    profileJson ??= JSON.stringify(user.profile);
+    users.set(user.sub, { identity, email: user.email, name: user.name, level: user.level, groups: user.groups, profile: user.profile, profileJson, manifestGroups });
     return identity;
   }
 }

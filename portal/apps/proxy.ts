@@ -1,14 +1,15 @@
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type Koa from 'koa';
 import type { AtriumUser } from '../../lib/app-kit.ts';
-import { UpstreamError } from '../../lib/errors.ts';
+import { AtriumError, UpstreamError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
 import { isClientDisconnect } from '../http/client-disconnect.ts';
-import { refuseRawUpgrade } from '../http/errors.ts';
+import { errorJson, refuseRawUpgrade } from '../http/errors.ts';
 import type { AssertionSigner } from './assertions.ts';
-import { clientMayNotSend } from './client-headers.ts';
+import { clientMayNotSend, endClientHop } from './client-headers.ts';
 import { UpstreamIdentities } from './identity-headers.ts';
 import { isPortalCookieName, ResponseRules } from './response-rules.ts';
 
@@ -30,6 +31,13 @@ export interface UpstreamTarget {
 type ManifestGroups = (tier: string, name: string) => readonly string[] | undefined;
 const NONE: readonly string[] = Object.freeze([]);
 
+/** UPSTREAM_TIMEOUT's default: how long an app may leave a request without an answer. */
+export const DEFAULT_UPSTREAM_TIMEOUT_MS = 30_000;
+/** Once an app has answered, how long its stream may stay silent (long polls, event streams). */
+const STREAM_IDLE_MS = 120_000;
+/** The error a request to a hung app ends with (Node's own code for a timeout). */
+const TIMED_OUT = 'ETIMEDOUT';
+
 /**
  * Reverse proxy for apps that run in their own process (http-proxy-3), for HTTP and websocket
  * upgrades. The prefix is stripped (`X-Forwarded-Prefix` says what it was), the identity travels in
@@ -39,19 +47,25 @@ const NONE: readonly string[] = Object.freeze([]);
  * rules (response-rules.ts) before they are written.
  */
 export class UpstreamProxy {
-  private readonly proxy = createProxyServer({ xfwd: false, changeOrigin: false, proxyTimeout: 120_000, ws: true });
+  // proxyTimeout is the idle bound once the app answers; before that, the shorter one (answerWithin).
+  private readonly proxy = createProxyServer({ xfwd: false, changeOrigin: false, proxyTimeout: STREAM_IDLE_MS, ws: true });
+  private readonly timeoutMs: number;
   private readonly rules: ResponseRules;
   /** Which app a request in flight is for, so the response rules can name it. */
   private readonly appOf = new WeakMap<IncomingMessage, string>();
   /** What each user presents to each app, worked out once per user and app (identity-headers.ts). */
   private readonly identities = new UpstreamIdentities();
   private manifestGroups: ManifestGroups = () => undefined;
+  /** Each app origin's URL, parsed once: its requests' forwarded host and scheme. */
+  private readonly originUrls = new Map<string, URL>();
 
   constructor(
     private readonly signer: AssertionSigner,
     private readonly publicUrl: URL,
     private readonly log: Logger,
+    options: { timeoutMs?: number } = {},
   ) {
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
     // Errors are handled per request below; this keeps an unexpected one from crashing the process.
     this.proxy.on('error', (err) => this.log.warn({ err }, 'proxy error'));
     this.rules = new ResponseRules(log);
@@ -67,7 +81,29 @@ export class UpstreamProxy {
       const filter = (answer: IncomingMessage) => this.rules.filterUpstream(answer.headers, app);
       proxyReq.once('upgrade', filter);
       proxyReq.once('response', filter);
+      this.answerWithin(proxyReq, req);
     });
+    this.proxy.on('proxyReq', (proxyReq, req) => this.answerWithin(proxyReq, req));
+  }
+
+  /**
+   * A hung app (it accepts the request and never answers) is given up on after UPSTREAM_TIMEOUT
+   * without an answer and without the client sending more of its body (a slow upload is not the
+   * app hanging): the request to it is destroyed, which closes that connection, and the visitor
+   * gets the 502 page. (A request carrying `Expect` is not announced by http-proxy-3: it keeps the
+   * idle bound alone.)
+   */
+  private answerWithin(proxyReq: ClientRequest, req: IncomingMessage): void {
+    const timer = setTimeout(() => proxyReq.destroy(Object.assign(new Error(`no answer within ${this.timeoutMs} ms`), { code: TIMED_OUT })), this.timeoutMs);
+    const uploading = () => timer.refresh();
+    const answered = () => {
+      clearTimeout(timer);
+      req.off('data', uploading);
+    };
+    req.on('data', uploading);
+    proxyReq.once('response', answered);
+    proxyReq.once('upgrade', answered);
+    proxyReq.once('close', answered);
   }
 
   /**
@@ -88,7 +124,7 @@ export class UpstreamProxy {
     const clientIp = req.socket.remoteAddress ?? '';
     for (const name of Object.keys(headers)) if (clientMayNotSend(name)) delete headers[name];
     stripPortalCookies(headers);
-    const publicBase = target.origin ? new URL(target.origin) : this.publicUrl;
+    const publicBase = target.origin ? this.originUrl(target.origin) : this.publicUrl;
     const identity = this.identities.of(user, target.prefix, manifestGroups);
     Object.assign(headers, {
       'x-forwarded-for': clientIp,
@@ -98,6 +134,12 @@ export class UpstreamProxy {
       ...identity.headers,
       'x-atrium-assertion': await this.signer.sign(identity.claims, target.origin ?? `${this.publicUrl.origin}${target.prefix}`),
     });
+  }
+
+  private originUrl(origin: string): URL {
+    let url = this.originUrls.get(origin);
+    if (!url) this.originUrls.set(origin, (url = new URL(origin)));
+    return url;
   }
 
   /** The app's manifest groups: from the target, else from the app table, looked up once per handler. */
@@ -115,6 +157,7 @@ export class UpstreamProxy {
       const user = ctx.state.user as AtriumUser;
       const origin = (ctx.state as { appOrigin?: string }).appOrigin;
       manifestGroups ??= this.groupsOf(target);
+      endClientHop(ctx.req.headers, false);
       await this.prepare(ctx.req, origin ? { ...target, origin } : target, manifestGroups, user, ctx.path);
       // The client may have gone while the assertion was signed: its 'close' has passed, and would
       // never be heard below. Nothing to answer (metrics count it as the client's, 499).
@@ -135,6 +178,9 @@ export class UpstreamProxy {
         ctx.respond = true;
         // The client aborting its upload is not the app's failure: the error handler logs it as a disconnect.
         if (isClientDisconnect(ctx.req, err)) throw err;
+        if ((err as { code?: unknown }).code === TIMED_OUT) {
+          throw new UpstreamError('This app did not answer in time. Try again in a moment.', { cause: err, code: 'upstream_timeout' });
+        }
         throw new UpstreamError(`This app is not answering right now (${describe(err)}). Try again in a moment.`, { cause: err, code: 'upstream_unavailable' });
       }
     };
@@ -147,7 +193,14 @@ export class UpstreamProxy {
 
   /** Proxies a websocket upgrade (the gate has already run). */
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: UpstreamTarget, user: AtriumUser, path: string): Promise<void> {
-    await this.prepare(req, target, this.groupsOf(target), user, path);
+    endClientHop(req.headers, true);
+    try {
+      await this.prepare(req, target, this.groupsOf(target), user, path);
+    } catch (err) {
+      // Refused as over HTTP (a subject no header can carry is a 400), not left to end as a 500.
+      if (!(err instanceof AtriumError)) throw err;
+      return refuseUpgrade(socket, err.status, STATUS_CODES[err.status] ?? 'Error', JSON.stringify(errorJson(err)));
+    }
     this.proxy.ws(req, socket, head, { target: target.upstream.href }, (err) => {
       this.log.warn({ err, app: target.prefix }, 'websocket proxy failed');
       refuseUpgrade(socket, 502, 'Bad Gateway');

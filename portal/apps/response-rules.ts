@@ -16,10 +16,15 @@ import type { Logger } from '../../lib/log.ts';
  *   scope above it, up to `/`; that worker then answers every portal page (/admin, a fake /idp
  *   sign-in form).
  *
+ * - `X-Accel-Redirect`, `X-Sendfile`, `X-LIGHTTPD-send-file`: a front proxy (nginx, Apache,
+ *   lighttpd) that honours them serves another path of its own instead of the app's answer, e.g.
+ *   the visitor's `/me` or an admin page, under the app's response. (`X-Accel-Buffering` and the
+ *   like, which only tune how nginx streams, pass.)
+ *
  * An app's own cookies (any other name) pass untouched. App-origin mode (APP_ORIGIN) isolates apps
  * completely; these rules are what shared-origin mode can do.
  */
-const REFUSED_HEADERS = ['clear-site-data', 'service-worker-allowed'] as const;
+const REFUSED_HEADERS = ['clear-site-data', 'service-worker-allowed', 'x-accel-redirect', 'x-sendfile', 'x-lighttpd-send-file'] as const;
 
 /** `__Host-` and `__Secure-` are browser-enforced prefixes, not part of which cookie it is. */
 const COOKIE_PREFIX = /^__(?:host|secure)-/;
@@ -131,6 +136,6 @@ export class ResponseRules {
     const key = `${app}\n${header}`;
     if (this.warned.has(key)) return;
     this.warned.add(key);
-    this.log?.warn({ app, header, ...(cookie !== undefined ? { cookie } : {}) }, 'app response header refused: apps may not set portal cookies, clear site data or widen a service worker scope (logged once per app and header)');
+    this.log?.warn({ app, header, ...(cookie !== undefined ? { cookie } : {}) }, 'app response header refused: apps may not set portal cookies, clear site data, widen a service worker scope or redirect a front proxy internally (logged once per app and header)');
   }
 }

@@ -20,6 +20,8 @@ interface Supervised {
   startedAt: number;
   stopping: boolean;
   restarts: number;
+  /** The last line the process wrote to stderr, or why it could not start (admin console). */
+  lastErrorLine: string | undefined;
 }
 
 /**
@@ -55,7 +57,7 @@ export class Supervisor {
     const existing = this.processes.get(name);
     if (existing && existing.command === command && existing.cwd === cwd && existing.port === port) return;
     if (existing) void this.stop(name);
-    const entry: Supervised = { command, cwd, port, child: undefined, backoff: MIN_BACKOFF_MS, restartTimer: undefined, startedAt: 0, stopping: false, restarts: 0 };
+    const entry: Supervised = { command, cwd, port, child: undefined, backoff: MIN_BACKOFF_MS, restartTimer: undefined, startedAt: 0, stopping: false, restarts: 0, lastErrorLine: undefined };
     this.processes.set(name, entry);
     this.launch(name, entry);
   }
@@ -67,6 +69,16 @@ export class Supervisor {
 
   restarts(name: string): number {
     return this.processes.get(name)?.restarts ?? 0;
+  }
+
+  /** Whether the app's process is running now (not while it waits to be restarted). */
+  running(name: string): boolean {
+    const child = this.processes.get(name)?.child;
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
+  }
+
+  lastErrorLine(name: string): string | undefined {
+    return this.processes.get(name)?.lastErrorLine;
   }
 
   private launch(name: string, entry: Supervised): void {
@@ -87,8 +99,14 @@ export class Supervisor {
     if (child.pid !== undefined) this.ledger?.record(name, child.pid);
     log.info({ pid: child.pid, command: entry.command, port: entry.port }, 'app process started');
     createInterface({ input: child.stdout! }).on('line', (line) => log.info({ stream: 'stdout' }, line));
-    createInterface({ input: child.stderr! }).on('line', (line) => log.warn({ stream: 'stderr' }, line));
-    child.on('error', (err) => log.error({ err }, 'app process could not start'));
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      entry.lastErrorLine = line.slice(0, 500);
+      log.warn({ stream: 'stderr' }, line);
+    });
+    child.on('error', (err) => {
+      entry.lastErrorLine = `could not start: ${err.message}`.slice(0, 500);
+      log.error({ err }, 'app process could not start');
+    });
     child.on('exit', (code, signal) => {
       if (entry.child === child) entry.child = undefined;
       if (child.pid !== undefined) this.ledger?.forget(name, child.pid);

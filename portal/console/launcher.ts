@@ -4,6 +4,7 @@ import type { AtriumUser } from '../../lib/app-kit.ts';
 import { UnauthenticatedError } from '../../lib/errors.ts';
 import { decide } from '../../lib/gate.ts';
 import { TIERS } from '../../lib/levels.ts';
+import type { Logger } from '../../lib/log.ts';
 import type { PortalState } from '../http/context.ts';
 import type { AppTable, MountedApp } from '../apps/dispatch.ts';
 import { signedInSession } from '../sessions/user.ts';
@@ -18,6 +19,8 @@ export function pageRoutes(deps: {
   requests: AccessRequests;
   /** With APP_ORIGIN, where each app lives; otherwise its path here. */
   hrefOf?: (app: MountedApp) => string;
+  /** Where a failed side lookup is reported (the page is served without it). */
+  log?: Logger;
 }): Router<PortalState> {
   const { apps, views, requests } = deps;
   const hrefOf = deps.hrefOf ?? ((app: MountedApp) => `${app.prefix}/`);
@@ -25,7 +28,10 @@ export function pageRoutes(deps: {
 
   router.get('/', async (ctx) => {
     const user = ctx.state.user;
-    const recent = ctx.state.userId === undefined ? [] : await requests.forUser(ctx.state.userId, 3);
+    // The apps are in memory; the user's access requests are a side note from the database. When it
+    // cannot give them (down, hung), the page leaves them out rather than failing or waiting.
+    const userId = ctx.state.userId;
+    const recent = userId === undefined ? [] : await sideLookup(() => requests.forUser(userId, 3), [], (err) => deps.log?.warn({ err, userId }, 'launcher: access requests left out'));
     const fortnight = Date.now() - 14 * 24 * 60 * 60 * 1000;
     const all = apps.list();
     const tiers = [...TIERS].reverse().map((tier) => ({
@@ -64,4 +70,21 @@ export function pageRoutes(deps: {
   });
 
   return router;
+}
+
+/** How long the launcher waits for a side lookup before leaving it out. */
+const SIDE_LOOKUP_MS = 2_000;
+
+/** A lookup the page can do without: its result, or `fallback` when it fails or takes too long. */
+async function sideLookup<T>(lookup: () => Promise<T>, fallback: T, onFailure: (err: unknown) => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${SIDE_LOOKUP_MS} ms`)), SIDE_LOOKUP_MS)));
+  try {
+    return await Promise.race([lookup(), late]);
+  } catch (err) {
+    onFailure(err);
+    return fallback;
+  } finally {
+    clearTimeout(timer);
+  }
 }

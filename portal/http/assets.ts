@@ -3,16 +3,21 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type Koa from 'koa';
 
-const FILES: Record<string, string> = {
-  '/assets/atrium.css': 'text/css; charset=utf-8',
-  '/assets/handoff.js': 'text/javascript; charset=utf-8',
+/** URL path → the file under this folder and its type. */
+const FILES: Record<string, { file: string; type: string }> = {
+  '/assets/atrium.css': { file: './assets/atrium.css', type: 'text/css; charset=utf-8' },
+  '/assets/handoff.js': { file: './assets/handoff.js', type: 'text/javascript; charset=utf-8' },
+  '/assets/favicon.svg': { file: './assets/favicon.svg', type: 'image/svg+xml' },
+  // Browsers ask for /favicon.ico whatever a page links (and for pages without a <head>, such as
+  // JSON): the same icon, so no request for it ever ends in a 404.
+  '/favicon.ico': { file: './assets/favicon.svg', type: 'image/svg+xml' },
 };
 
 /** The portal's own static files, read once into memory and served with an ETag. */
 export function assets(): Koa.Middleware {
   const served = new Map(
-    Object.entries(FILES).map(([path, type]) => {
-      const body = readFileSync(fileURLToPath(new URL(`.${path}`, import.meta.url)));
+    Object.entries(FILES).map(([path, { file, type }]) => {
+      const body = readFileSync(fileURLToPath(new URL(file, import.meta.url)));
       return [path, { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 16)}"` }];
     }),
   );

@@ -1,6 +1,6 @@
 import type Koa from 'koa';
 import type { AtriumServices, AtriumUser } from '../../lib/app-kit.ts';
-import type { Level } from '../../lib/levels.ts';
+import type { Level, Tier } from '../../lib/levels.ts';
 
 /** What a signed-in session keeps on the server. The browser holds only the session id. */
 export interface PortalSession {
@@ -36,6 +36,11 @@ export interface PortalState {
   atrium?: AtriumServices;
   /** The session's CSRF token, for forms on pages rendered outside the routes (error pages). */
   csrf?: string;
+  /**
+   * The app whose origin (APP_ORIGIN) the request's host names, set by the Host guard
+   * (known-hosts.ts), which reads the host once: app-host.ts serves exactly what the guard let in.
+   */
+  appHost?: { tier: Tier; name: string };
   /** Set when the request arrived on an app's own origin (APP_ORIGIN), e.g. `https://ea-chat.apps.example.com`. */
   appOrigin?: string;
   /** Set for a probe (/healthz, /readyz) whose Host the portal does not serve: it learns up or down, nothing more. */

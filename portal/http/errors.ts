@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/log.ts';
-import { AtriumError, NotFoundError } from '../../lib/errors.ts';
+import { AtriumError, NotFoundError, ServiceUnavailableError } from '../../lib/errors.ts';
+import { EMBEDDED_PREFIX } from '../idp/provider.ts';
 import { isClientDisconnect } from './client-disconnect.ts';
 import { prefersHtml, type PortalMiddleware } from './context.ts';
 import { HARDENING_HEADERS } from './hardening.ts';
@@ -17,6 +18,10 @@ const HEADINGS: Record<number, string> = {
   502: 'A service did not answer',
   503: 'Not ready yet',
 };
+
+/** Retry-After on the embedded provider's own 503 pages (ServiceUnavailableError's default). */
+const RETRY_AFTER_SECONDS = new ServiceUnavailableError().retryAfterSeconds;
+const fromEmbeddedProvider = (path: string) => path === EMBEDDED_PREFIX || path.startsWith(`${EMBEDDED_PREFIX}/`);
 
 /**
  * The one place errors become responses: AtriumError (and Koa's http errors) keep their status and,
@@ -44,7 +49,8 @@ export function errorHandler(views: Views, log: Logger, portalOrigin = ''): Port
     if (setCookie) ctx.set('Set-Cookie', setCookie);
     for (const [name, value] of HARDENING_HEADERS) ctx.set(name, value);
     if (noReferrer) ctx.set('Referrer-Policy', 'no-referrer');
-    if (headers && err.status < 500) for (const [k, v] of Object.entries(headers)) ctx.set(k, v);
+    // A 503 of ours says when to come back (Retry-After); other server errors' headers are not ours to pass on.
+    if (headers && (err.status < 500 || caught instanceof ServiceUnavailableError)) for (const [k, v] of Object.entries(headers)) ctx.set(k, v);
     ctx.set('Cache-Control', 'no-store');
     ctx.status = err.status;
     const message = err.expose ? err.message : 'Something went wrong on our side. It has been logged.';
@@ -73,6 +79,9 @@ export function errorHandler(views: Views, log: Logger, portalOrigin = ''): Port
     next().then(
       () => {
         if (ctx.status === 404 && ctx.body == null && !ctx.headerSent) render(ctx, new NotFoundError());
+        // The embedded provider renders its own error pages: its 503 (the database is down) says when
+        // to come back too. (Apps' own 503s are theirs: nothing is added to them.)
+        else if (ctx.status === 503 && !ctx.headerSent && fromEmbeddedProvider(ctx.path) && !ctx.response.get('Retry-After')) ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
       },
       (caught: unknown) => render(ctx, caught),
     );

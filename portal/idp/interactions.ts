@@ -8,16 +8,38 @@ import { verifyPassword } from '../../lib/directory/passwords.ts';
 import { canonicalEmail, type UserDirectory } from '../../lib/directory/users.ts';
 import { AtriumError, BadRequestError } from '../../lib/errors.ts';
 import type { Views } from '../http/views.ts';
+import { continueHint } from '../sessions/auth-routes.ts';
 import type { LoginThrottle } from './login-throttle.ts';
 import { EMBEDDED_PREFIX } from './provider.ts';
 
 const UID = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** "14 minutes", "1 minute", "40 seconds": how long a locked-out sign-in waits, in plain words. */
+export function waitInWords(seconds: number): string {
+  if (seconds < 60) {
+    const s = Math.max(1, Math.ceil(seconds));
+    return `${s} second${s === 1 ? '' : 's'}`;
+  }
+  const minutes = Math.ceil(seconds / 60);
+  return `${minutes} minute${minutes === 1 ? '' : 's'}`;
+}
+
+const APP_PATH = /^\/apps\/([a-z]+)\/([a-z0-9-]+)(?:[/?#]|$)/;
+
 /**
  * The embedded provider's own pages: the sign-in form for local accounts. The interaction is bound
  * to the provider's SameSite cookie, so a form posted from another site finds no interaction.
  */
-export function interactionRoutes(deps: { provider: Provider; users: UserDirectory; views: Views; config: Config; demo: boolean; throttle: LoginThrottle }): Router {
+export function interactionRoutes(deps: {
+  provider: Provider;
+  users: UserDirectory;
+  views: Views;
+  config: Config;
+  demo: boolean;
+  throttle: LoginThrottle;
+  /** The title of the app mounted at a tier and name, for "to continue to Notes". */
+  appTitle?: (tier: string, name: string) => string | undefined;
+}): Router {
   const { provider, users, views, demo, throttle } = deps;
   const router = new Router({ prefix: `${EMBEDDED_PREFIX}/interaction` });
   const form = bodyParser({ enableTypes: ['form'], formLimit: '8kb' });
@@ -35,13 +57,22 @@ export function interactionRoutes(deps: { provider: Provider; users: UserDirecto
     }
   });
 
-  const renderLogin = (uid: string, data: { email?: string; error?: string }) =>
+  /** The app the sign-in started from, when the portal noted one for this sign-in (see auth-routes.ts). */
+  const continuingTo = (ctx: { cookies: Parameters<typeof continueHint>[0]['cookies'] }, state: unknown): string | undefined => {
+    const match = APP_PATH.exec(continueHint(ctx, state, deps.config.secureCookies) ?? '');
+    return match ? deps.appTitle?.(match[1] as string, match[2] as string) : undefined;
+  };
+
+  const renderLogin = (uid: string, data: { email?: string; error?: string; app?: string | undefined; focus?: 'email' | 'password' }) =>
     views.render('idp-login.njk', {
-      title: 'Sign in',
+      title: data.app ? `Sign in to continue to ${data.app}` : 'Sign in',
       action: `${EMBEDDED_PREFIX}/interaction/${uid}/login`,
       abort: `${EMBEDDED_PREFIX}/interaction/${uid}/abort`,
       email: data.email ?? '',
       error: data.error,
+      app: data.app,
+      // After a refusal the email is there already: the password is what to type again.
+      focus: data.focus ?? (data.error && data.email ? 'password' : 'email'),
       demo: demo ? { password: DEMO_PASSWORD, accounts: DEMO_ACCOUNTS } : undefined,
     });
 
@@ -54,7 +85,7 @@ export function interactionRoutes(deps: { provider: Provider; users: UserDirecto
     }
     const hint = typeof details.params.login_hint === 'string' ? details.params.login_hint.slice(0, 320) : '';
     ctx.type = 'html';
-    ctx.body = renderLogin(details.uid, { email: hint });
+    ctx.body = renderLogin(details.uid, { email: hint, app: continuingTo(ctx, details.params.state) });
   });
 
   router.post('/:uid/login', form, async (ctx) => {
@@ -73,7 +104,7 @@ export function interactionRoutes(deps: { provider: Provider; users: UserDirecto
       ctx.status = 429;
       ctx.set('Retry-After', String(wait));
       ctx.type = 'html';
-      ctx.body = renderLogin(details.uid, { email, error: `Too many failed attempts. Try again in ${Math.ceil(wait / 60)} minute(s).` });
+      ctx.body = renderLogin(details.uid, { email, error: `Too many failed attempts. Try again in ${waitInWords(wait)}.`, app: continuingTo(ctx, details.params.state) });
       return;
     }
     // verifyPassword runs even without an account, so a wrong email costs the same time as a wrong password.
@@ -81,7 +112,7 @@ export function interactionRoutes(deps: { provider: Provider; users: UserDirecto
     if (!ok) {
       ctx.status = 401;
       ctx.type = 'html';
-      ctx.body = renderLogin(details.uid, { email, error: 'That email and password do not match an active account.' });
+      ctx.body = renderLogin(details.uid, { email, error: 'That email and password do not match an active account.', app: continuingTo(ctx, details.params.state) });
       return;
     }
     await throttle.succeeded(address, allowance);

@@ -10,17 +10,21 @@ const PER_ADDRESS = 50;
  * 10 failed attempts per account and 50 per client address in 15 minutes, then 429 until the window
  * passes. A successful sign-in clears the account's count. (Anyone can use up an account's allowance
  * and so lock it for 15 minutes: the price of slowing guessing without CAPTCHAs.) With Redis the counts are shared by
- * every instance.
+ * every instance; while Redis is away each instance counts on its own.
  */
 export class LoginThrottle {
   private readonly byAccount: RateLimiterAbstract;
   private readonly byAddress: RateLimiterAbstract;
 
   constructor(redis?: Redis) {
-    const make = (keyPrefix: string, points: number) =>
-      redis
-        ? new RateLimiterRedis({ storeClient: redis, keyPrefix: `atrium:${keyPrefix}`, points, duration: WINDOW_S })
-        : new RateLimiterMemory({ keyPrefix, points, duration: WINDOW_S });
+    const make = (keyPrefix: string, points: number) => {
+      const local = new RateLimiterMemory({ keyPrefix, points, duration: WINDOW_S });
+      // While Redis is away the counts are this instance's own (the insurance limiter), not an error:
+      // guessing stays slowed, and sign-in does not fail on the throttle.
+      return redis
+        ? new RateLimiterRedis({ storeClient: redis, keyPrefix: `atrium:${keyPrefix}`, points, duration: WINDOW_S, insuranceLimiter: local, rejectIfRedisNotReady: true })
+        : local;
+    };
     this.byAccount = make('login-account', PER_ACCOUNT);
     this.byAddress = make('login-address', PER_ADDRESS);
   }

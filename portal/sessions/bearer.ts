@@ -6,6 +6,12 @@ import { levelFromTokens } from '../../lib/oidc/claims.ts';
 import type { TokenVerifier } from '../../lib/oidc/token-verifier.ts';
 
 /**
+ * A bearer caller's profile: one frozen object for every request, so what is worked out per user
+ * and profile (the identity an upstream app gets, and its signed assertion) is worked out once.
+ */
+const NO_PROFILE: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/**
  * The user behind `Authorization: Bearer <JWT>`: a machine client or a user calling an API with a
  * provider-issued access token. The level is the highest of the token's grants, where they count
  * (an external provider's tokens, the embedded provider's machine clients), and the subject's
@@ -40,7 +46,7 @@ export function bearerAuthenticator(deps: { verifier: TokenVerifier; access: Acc
         picture: null,
         level: highest(tokenLevel, grant.level),
         groups: grant.groups,
-        profile: {},
+        profile: NO_PROFILE,
       },
     };
   };

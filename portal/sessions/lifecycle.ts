@@ -10,6 +10,11 @@ import { signedInSession } from './user.ts';
  * it ends; shortly before the access token expires it is refreshed on the server (the level is
  * re-read from the new token); a refused refresh ends it. An ended session makes the request a
  * signed-out one, so a browser is sent to login with its returnTo and an API call gets 401.
+ *
+ * While the provider is down the session carries on within its grace (token-renewal.ts) and the
+ * request does not wait: the refresh goes on in the background, and when it succeeds the new
+ * tokens are saved through the same koa-session object (its commit edits the stored session only
+ * while it exists, and never puts back older tokens: see cookie-session.ts).
  */
 export function sessionLifecycle(deps: {
   limits: SessionLimits;
@@ -31,7 +36,11 @@ export function sessionLifecycle(deps: {
       return next();
     }
     if (tokenRefreshDue(session.tokens, now)) {
-      const renewed = await renewTokens(session, deps, now);
+      const live = ctx.session as unknown as PortalSession & { manuallyCommit(): Promise<void> };
+      const renewed = await renewTokens(session, deps, now, async (fresh) => {
+        Object.assign(live, fresh);
+        await live.manuallyCommit();
+      });
       if (renewed === 'ended') {
         ctx.session = null;
         return next();

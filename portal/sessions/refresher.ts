@@ -1,16 +1,28 @@
+import { AtriumError } from '../../lib/errors.ts';
 import type { RelyingParty, TokenSet } from '../../lib/oidc/relying-party.ts';
 
+/** How long a refresh result is shared at most; never past the access token it returned, though. */
 const REMEMBER_MS = 60_000;
+/** After a failed refresh, requests get that failure at once for this long rather than ask again. */
+const RETRY_AFTER_FAILURE_MS = 5_000;
+
+/** A refusal of the grant (revoked, expired, reused) is the provider's answer, not an outage. */
+const refused = (err: unknown) => err instanceof AtriumError && err.status === 401;
 
 /**
  * One refresh per refresh token, however many requests notice the expiry at once: they all wait
- * for the same exchange. The result is remembered for a minute under the old refresh token, so a
- * request that read the session just before the new tokens were saved reuses them instead of
- * presenting an already-rotated refresh token (which a provider treats as theft).
+ * for the same exchange. The result is remembered under the old refresh token, so a request that
+ * read the session just before the new tokens were saved reuses them instead of presenting an
+ * already-rotated refresh token (which a provider treats as theft) — for a minute at most, and
+ * never past the new access token's expiry: a remembered result must not hand out an expired token.
+ *
+ * A failure is remembered too, for a few seconds, so that while the provider is down the requests
+ * of a session do not each wait for it; and it tells whether the provider is down (providerDown).
  */
 export class TokenRefresher {
-  private readonly inFlight = new Map<string, { result: Promise<TokenSet>; until: number }>();
+  private readonly remembered = new Map<string, { result: Promise<TokenSet>; until: number }>();
   private count = 0;
+  private down = false;
 
   constructor(private readonly rp: RelyingParty) {}
 
@@ -19,18 +31,29 @@ export class TokenRefresher {
     return this.count;
   }
 
+  /** Whether the last refresh to finish failed for want of an answer from the provider. */
+  get providerDown(): boolean {
+    return this.down;
+  }
+
   refresh(refreshToken: string): Promise<TokenSet> {
     const now = Date.now();
-    for (const [token, entry] of this.inFlight) if (entry.until < now) this.inFlight.delete(token);
-    const existing = this.inFlight.get(refreshToken);
+    for (const [token, entry] of this.remembered) if (entry.until <= now) this.remembered.delete(token);
+    const existing = this.remembered.get(refreshToken);
     if (existing) return existing.result;
     this.count += 1;
     const result = this.rp.refresh(refreshToken);
     const entry = { result, until: Number.POSITIVE_INFINITY };
-    this.inFlight.set(refreshToken, entry);
+    this.remembered.set(refreshToken, entry);
     result.then(
-      () => (entry.until = Date.now() + REMEMBER_MS),
-      () => this.inFlight.delete(refreshToken),
+      (fresh) => {
+        this.down = false;
+        entry.until = Math.min(Date.now() + REMEMBER_MS, fresh.expiresAt ?? Number.POSITIVE_INFINITY);
+      },
+      (err: unknown) => {
+        this.down = !refused(err);
+        entry.until = Date.now() + RETRY_AFTER_FAILURE_MS;
+      },
     );
     return result;
   }

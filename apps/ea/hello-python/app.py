@@ -17,12 +17,21 @@ from urllib.parse import unquote
 def identity(headers):
     profile = headers.get("X-Atrium-Profile", "")
     padded = profile + "=" * (-len(profile) % 4)
+    # X-Atrium-User and -Email come exactly as they are unless X-Atrium-Encoded names them
+    # ("user", "email", percent-encoded UTF-8): decode only those.
+    encoded = {part.strip().lower() for part in headers.get("X-Atrium-Encoded", "").split(",")}
+
+    def scalar(field):
+        value = headers.get(f"X-Atrium-{field}", "")
+        return unquote(value) if field.lower() in encoded else value
+
     return {
-        "sub": unquote(headers.get("X-Atrium-User", "")),
-        "email": unquote(headers.get("X-Atrium-Email", "")),
+        "sub": scalar("User"),
+        "email": scalar("Email"),
+        # The name is always percent-encoded; group names never need it.
         "name": unquote(headers.get("X-Atrium-Name", "")),
         "level": headers.get("X-Atrium-Level", ""),
-        "groups": [unquote(g) for g in headers.get("X-Atrium-Groups", "").split(",") if g],
+        "groups": [g for g in headers.get("X-Atrium-Groups", "").split(",") if g],
         "profile": json.loads(base64.urlsafe_b64decode(padded) or b"{}") if profile else {},
         "prefix": headers.get("X-Forwarded-Prefix", ""),
         "has_assertion": bool(headers.get("X-Atrium-Assertion")),

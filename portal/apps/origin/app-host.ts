@@ -1,5 +1,5 @@
 import { bodyParser } from '@koa/bodyparser';
-import { appFromHost, appOrigin, type AppOriginPattern } from '../../../lib/apps/origins.ts';
+import { appOrigin, type AppOriginPattern } from '../../../lib/apps/origins.ts';
 import { BadRequestError, NotFoundError, UnauthenticatedError } from '../../../lib/errors.ts';
 import { decide } from '../../../lib/gate.ts';
 import { safeReturnTo } from '../../../lib/return-to.ts';
@@ -86,11 +86,10 @@ export function appHostServer(deps: {
     ctx.redirect(safeReturnTo(confirmed.returnTo));
   };
 
-  const portalHost = new URL(portalOrigin).host;
   return async (ctx, next) => {
-    // Most requests are the portal's own: one string comparison, no parsing, for them.
-    const host = ctx.host;
-    const target = host === portalHost ? undefined : appFromHost(pattern, host);
+    // The Host guard (known-hosts.ts, above) read the host once and named the app, if any: the
+    // same answer here, never a second reading that could disagree with it (as Koa's `ctx.host` did).
+    const target = ctx.state.appHost;
     if (!target) return next();
     const key = `${target.tier}/${target.name}`;
     // Also tells the error handler that this page is the app's: no portal token on it.

@@ -3,6 +3,8 @@ import Router from '@koa/router';
 import { ForbiddenError, UnauthenticatedError } from '../../../lib/errors.ts';
 import { isBrowserNavigation, type PortalState } from '../../http/context.ts';
 import { assertCsrf } from '../../http/csrf.ts';
+import { appPages } from './apps.ts';
+import { auditPages } from './audit.ts';
 import { groupPages } from './groups.ts';
 import type { AdminDeps } from './kit.ts';
 import { otherPages } from './misc.ts';
@@ -35,6 +37,8 @@ export function adminRoutes(deps: AdminDeps): Router<PortalState> {
   router.get('/', (ctx) => ctx.redirect('/admin/users'));
   userPages(router, deps);
   groupPages(router, deps);
+  appPages(router, deps);
+  auditPages(router, deps);
   otherPages(router, deps);
   return router;
 }
