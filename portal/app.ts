@@ -175,6 +175,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     pageRoutes({
       apps: apps.table,
       views,
+      log,
       requests: directory.requests,
       ...(origins ? { hrefOf: (a: MountedApp) => `${appOrigin(origins.pattern, a.tier, a.name)}/` } : {}),
     }).routes(),

@@ -124,7 +124,7 @@ function getOn(agent: HttpAgent, url: string): Promise<{ status: number; connect
 
 describe('a graceful stop', () => {
   it.each(['SIGTERM', 'SIGINT', 'SIGHUP'] as const)('on %s: readiness 503 at once, requests in flight finish, sockets are told to go, apps stop, exit 0', { timeout: 90_000 }, async (signal) => {
-    const p = await startPortalProcess({ STOP_DRAIN_DELAY: '1', STOP_TIMEOUT: '15' });
+    const p = await startPortalProcess({ STOP_DRAIN_DELAY: '3', STOP_TIMEOUT: '15' });
     const appPid = await ready(p);
     const agent = new Agent(p.origin);
     const landed = await agent.login('ea@example.com', DEMO_PASSWORD);
@@ -152,6 +152,9 @@ describe('a graceful stop', () => {
     }, 'readiness to turn 503');
     expect(JSON.parse(draining.body)).toEqual({ status: 'stopping' });
     expect(draining.connection).toBe('close');
+    // Still served during the drain delay, error pages included, each asking the client to close.
+    const missing = await getOn(new HttpAgent({ keepAlive: true }), `${p.origin}/no-such-page`);
+    expect(missing).toMatchObject({ status: 404, connection: 'close' });
 
     const finished = await inFlight;
     expect(finished.status).toBe(200);

@@ -45,8 +45,11 @@ export function errorHandler(views: Views, log: Logger, portalOrigin = ''): Port
     // every page of the portal carries, errors above all (the 403 page's form must not be framed).
     const setCookie = ctx.response.get('Set-Cookie');
     const noReferrer = ctx.response.get('Referrer-Policy') === 'no-referrer';
+    // A stopping portal asks every client to close its connection (graceful-stop.ts), errors included.
+    const closing = ctx.response.get('Connection') === 'close';
     ctx.res.getHeaderNames().forEach((name) => ctx.res.removeHeader(name));
     if (setCookie) ctx.set('Set-Cookie', setCookie);
+    if (closing) ctx.set('Connection', 'close');
     for (const [name, value] of HARDENING_HEADERS) ctx.set(name, value);
     if (noReferrer) ctx.set('Referrer-Policy', 'no-referrer');
     // A 503 of ours says when to come back (Retry-After); other server errors' headers are not ours to pass on.
