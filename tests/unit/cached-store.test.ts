@@ -300,16 +300,18 @@ describe('CachedSessionStore writes', () => {
     await bare.endProviderSession('s', 'sid');
   });
 
-  it('ends the one provider session a revoked session began with, and none without a sid', async () => {
+  it('ends the one provider session a revoked session began with; without a sid, all of the account’s', async () => {
     const { cached } = setup();
     const provider: string[] = [];
     cached.providerSessions = {
       endAccount: async (sub) => (provider.push(`account ${sub}`), 1),
       endSession: async (sub, sid) => (provider.push(`session ${sub} ${sid}`), 1),
     };
-    await cached.endProviderSession('s', undefined);
-    await cached.endProviderSession('s', 'sid-1');
+    expect(await cached.endProviderSession('s', 'sid-1')).toBe(false);
     expect(provider).toEqual(['session s sid-1']);
+    // A session stored before its provider session was recorded cannot name it: every one goes.
+    expect(await cached.endProviderSession('s', undefined)).toBe(true);
+    expect(provider).toEqual(['session s sid-1', 'account s']);
   });
 });
 

@@ -104,7 +104,13 @@ describe('ResponseRules.filterUpstream', () => {
       { app: '/apps/ea/x', header: 'service-worker-allowed' },
       { app: '/apps/ea/y', header: 'set-cookie', cookie: '' },
     ]);
-    expect(warnings[0]!.message).toMatch(/^app response header refused: apps may not set portal cookies, clear site data or widen a service worker scope/);
+    expect(warnings[0]!.message).toMatch(/^app response header refused: apps may not set portal cookies, clear site data, widen a service worker scope or redirect a front proxy internally/);
+  });
+
+  it('drops front-proxy internal redirects, and keeps headers that only tune streaming', () => {
+    const headers: IncomingHttpHeaders = { 'x-accel-redirect': '/me', 'x-sendfile': '/etc/passwd', 'x-lighttpd-send-file': '/etc/passwd', 'x-accel-buffering': 'no', 'content-type': 'text/event-stream' };
+    new ResponseRules().filterUpstream(headers, 'a');
+    expect(headers).toStrictEqual({ 'x-accel-buffering': 'no', 'content-type': 'text/event-stream' });
   });
 
   it('names a refused cookie by at most 64 characters, and a line without "=" by nothing', () => {
