@@ -1,3 +1,4 @@
+import type { Kysely } from 'kysely';
 import type { Database } from './db/schema.ts';
 import type { Actor, DirectoryAdmin } from './directory/admin.ts';
 import type { AuditLog } from './directory/audit.ts';
@@ -18,22 +19,34 @@ export interface AccessRequest {
   decidedAt: number | null;
   decidedBy: string | null;
   note: string | null;
+  /** For an approval for a limited time: when the membership it granted ends. */
+  expiresAt: number | null;
 }
+
+/** How long an approval may last, in days; none: permanently. */
+export const GRANT_DAYS = [7, 30] as const;
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 const REASON_MAX = 1000;
 
 /**
  * "Let me in" from the 403 page: a user asks for a level with a reason; an admin approves (the user
- * joins the built-in group of that level) or denies; the user sees the outcome on the launcher.
+ * joins the built-in group of that level, permanently or for 7 or 30 days) or denies; the user sees
+ * the outcome on the launcher and the history on /profile, admins on the requests page.
  */
 export class AccessRequests {
   constructor(private readonly database: Database, private readonly audit: AuditLog, private readonly admin: DirectoryAdmin) {}
 
+  /** `expires_at` came with a later migration than the typed schema (lib/db/schema.ts). */
+  private get db(): Kysely<any> {
+    return this.database.db as unknown as Kysely<any>;
+  }
+
   private select() {
-    return this.database.db
+    return this.db
       .selectFrom('access_requests as r')
       .innerJoin('users as u', 'u.id', 'r.user_id')
-      .select(['r.id', 'r.user_id', 'u.email', 'u.name', 'r.level', 'r.reason', 'r.status', 'r.created_at', 'r.decided_at', 'r.decided_by', 'r.note']);
+      .select(['r.id', 'r.user_id', 'u.email', 'u.name', 'r.level', 'r.reason', 'r.status', 'r.created_at', 'r.decided_at', 'r.decided_by', 'r.note', 'r.expires_at']);
   }
 
   private static toRecord(r: any): AccessRequest {
@@ -49,6 +62,7 @@ export class AccessRequests {
       decidedAt: r.decided_at === null ? null : Number(r.decided_at),
       decidedBy: r.decided_by,
       note: r.note,
+      expiresAt: r.expires_at === null || r.expires_at === undefined ? null : Number(r.expires_at),
     };
   }
 
@@ -84,24 +98,39 @@ export class AccessRequests {
     return (await this.select().where('r.status', '=', 'pending').orderBy('r.created_at').execute()).map(AccessRequests.toRecord);
   }
 
+  /** Decided requests, newest decision first: who asked, when, for what, and what came of it. */
+  async history(limit = 50): Promise<AccessRequest[]> {
+    return (await this.select().where('r.status', '!=', 'pending').orderBy('r.decided_at', 'desc').orderBy('r.id', 'desc').limit(limit).execute()).map(AccessRequests.toRecord);
+  }
+
   async forUser(userId: number, limit = 5): Promise<AccessRequest[]> {
     return (await this.select().where('r.user_id', '=', userId).orderBy('r.id', 'desc').limit(limit).execute()).map(AccessRequests.toRecord);
   }
 
-  async decide(actor: Actor, id: number, decision: 'approved' | 'denied', note?: string): Promise<AccessRequest> {
+  /** Approves (permanently, or for `days` of GRANT_DAYS) or denies a pending request. */
+  async decide(actor: Actor, id: number, decision: 'approved' | 'denied', note?: string, options: { days?: number; now?: number } = {}): Promise<AccessRequest> {
+    const { days } = options;
+    if (days !== undefined && !(GRANT_DAYS as readonly number[]).includes(days)) throw new BadRequestError(`Approve permanently or for ${GRANT_DAYS.join(' or ')} days.`);
     const request = await this.byId(id);
     if (request.status !== 'pending') throw new ConflictError(`This request was already ${request.status}.`, 'request_decided');
     const cleanNote = (note ?? '').trim().slice(0, REASON_MAX) || null;
     // Claim the request first, so two admins deciding at once cannot both act on it.
-    const claimed = await this.database.db
+    const decidedAt = options.now ?? Date.now();
+    const claimed = await this.db
       .updateTable('access_requests')
-      .set({ status: decision, decided_at: Date.now(), decided_by: actor.slice(0, 400), note: cleanNote })
+      .set({ status: decision, decided_at: decidedAt, decided_by: actor.slice(0, 400), note: cleanNote })
       .where('id', '=', id)
       .where('status', '=', 'pending')
       .executeTakeFirst();
     if (Number(claimed.numUpdatedRows) === 0) throw new ConflictError('Another administrator decided this request first.', 'request_decided');
-    if (decision === 'approved') await this.admin.addMember(actor, request.level, request.userId);
-    await this.audit.record({ actor, action: `access_request.${decision === 'approved' ? 'approve' : 'deny'}`, target: `request:${id}`, before: { status: 'pending' }, after: { status: decision, level: request.level, user: request.email, note: cleanNote } });
+    let expiresAt: number | null = null;
+    if (decision === 'approved') {
+      const until = days === undefined ? undefined : decidedAt + days * DAY_MS;
+      expiresAt = (await this.admin.addMemberUntil(actor, request.level, request.userId, until)).expiresAt;
+      if (expiresAt !== null) await this.db.updateTable('access_requests').set({ expires_at: expiresAt }).where('id', '=', id).execute();
+    }
+    const until = expiresAt === null ? {} : { until: new Date(expiresAt).toISOString() };
+    await this.audit.record({ actor, action: `access_request.${decision === 'approved' ? 'approve' : 'deny'}`, target: `request:${id}`, before: { status: 'pending' }, after: { status: decision, level: request.level, user: request.email, note: cleanNote, ...until } });
     return this.byId(id);
   }
 }

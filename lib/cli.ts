@@ -19,6 +19,8 @@ export const USAGE = `Usage: npm run atrium -- <command> [options]
   users add <email> [--name N] [--password-file F]
                                                 create a local account (password read from F)
   users disable <email> | users enable <email>  block or unblock sign-in; disabling ends sessions
+  users reset-link <email> [--hours H]          a one-time link to set a new password (local
+                                                accounts; valid H hours, default 24); shown once
   groups list                                   groups, levels and nesting
   groups create <name> [--level L] [--description D]
   groups delete <name>
@@ -57,7 +59,15 @@ async function readPasswordFile(path: string): Promise<string> {
 }
 
 /** Runs one admin command against `database`; returns the process exit code. */
-export async function runCli(argv: string[], database: Database, io: CliIo, actor: string, sessions: SessionStore = new SqlSessionStore(database)): Promise<number> {
+export async function runCli(
+  argv: string[],
+  database: Database,
+  io: CliIo,
+  actor: string,
+  sessions: SessionStore = new SqlSessionStore(database),
+  /** Where reset links point: PUBLIC_URL, as the portal reads it (its default when unset). */
+  publicUrl: string = process.env.PUBLIC_URL || `http://localhost:${process.env.PORT || 3000}`,
+): Promise<number> {
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(argv);
@@ -113,6 +123,20 @@ export async function runCli(argv: string[], database: Database, io: CliIo, acto
       case 'users enable': {
         const user = await admin.setDisabled(actor, arg(0, 'email'), verb === 'disable');
         print({ id: user.id, email: user.email, disabled: user.disabled }, () => `${user.email ?? user.sub} is ${user.disabled ? 'disabled; its sessions have ended' : 'enabled'}.`);
+        return 0;
+      }
+      case 'users reset-link': {
+        const hours = values.hours === undefined ? undefined : Number(values.hours);
+        if (hours !== undefined && !(Number.isFinite(hours) && hours > 0)) throw new UsageError('--hours must be a positive number of hours');
+        const { user, token, expiresAt } = await admin.issueResetLink(actor, arg(0, 'email'), { hours });
+        const link = `${new URL(publicUrl).origin}/reset/${token}`;
+        print({ user: user.email ?? user.sub, link, expiresAt: new Date(expiresAt).toISOString() }, () =>
+          [
+            `Reset link for ${user.email ?? user.sub} (one use, until ${new Date(expiresAt).toISOString()}):`,
+            `  ${link}`,
+            'It is shown only now: give it to the user over a channel you trust.',
+          ].join('\n'),
+        );
         return 0;
       }
       case 'groups list': {
@@ -272,6 +296,7 @@ function parse(argv: string[]) {
       description: { type: 'string' },
       'password-file': { type: 'string' },
       session: { type: 'string' },
+      hours: { type: 'string' },
     },
   });
 }

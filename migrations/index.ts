@@ -3,6 +3,8 @@ import * as initial from './20261123T120000_initial.ts';
 import * as directoryAdmin from './20261123T130000_directory_admin.ts';
 import * as sessionIdpSid from './20261123T140000_session_idp_sid.ts';
 import * as exactEmail from './20261201T120000_exact_email.ts';
+import * as passwordResets from './20261201T150000_password_resets.ts';
+import * as timedMemberships from './20261201T170000_timed_memberships.ts';
 
 /**
  * Every migration, by name, in the order they apply. Listed explicitly rather than read from the
@@ -13,4 +15,6 @@ export const migrations: Record<string, Migration> = {
   '20261123T130000_directory_admin': directoryAdmin,
   '20261123T140000_session_idp_sid': sessionIdpSid,
   '20261201T120000_exact_email': exactEmail,
+  '20261201T150000_password_resets': passwordResets,
+  '20261201T170000_timed_memberships': timedMemberships,
 };

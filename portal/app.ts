@@ -177,9 +177,11 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
       views,
       log,
       requests: directory.requests,
+      failures: () => apps.registry.failures(),
+      supervisor: apps.supervisor,
       ...(origins ? { hrefOf: (a: MountedApp) => `${appOrigin(origins.pattern, a.tier, a.name)}/` } : {}),
     }).routes(),
-    profileRoutes({ profiles: directory.profiles, requests: directory.requests, views, publicOrigin: origin }).routes(),
+    profileRoutes({ profiles: directory.profiles, requests: directory.requests, admin: directory.admin, views, publicOrigin: origin }).routes(),
     adminRoutes({ ...directory, sessions, registry: apps.registry, supervisor: apps.supervisor, views, publicOrigin: origin }).routes(),
   ];
   for (const middleware of pipeline) if (middleware) app.use(middleware);
@@ -190,6 +192,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     Promise.all([
       sessions.sweep(),
       sweepOidcPayloads(database),
+      directory.admin.sweepExpiredMemberships(),
       database.db.deleteFrom('webhook_events').where('received_at', '<', Date.now() - WEBHOOK_MEMORY_MS).execute(),
     ]).catch((err: unknown) => log.warn({ err }, 'sweep failed'));
   }, SWEEP_INTERVAL_MS);

@@ -1,4 +1,5 @@
 import type { Database } from '../db/schema.ts';
+import type { Kysely } from 'kysely';
 import { AtriumError, BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
 import { isLevel, LEVELS, type Level } from '../levels.ts';
 import { bumpRevision } from './revision.ts';
@@ -166,8 +167,12 @@ export class GroupDirectory {
     });
   }
 
-  /** Adds a user to a group; adding a member twice is not an error. */
-  async addMember(groupName: string, userId: number): Promise<void> {
+  /**
+   * Adds a user to a group; adding a member twice is not an error. Without `expiresAt` the
+   * membership is permanent (an expiry it had is dropped). With it, a new membership ends then, a
+   * timed one is extended, and a permanent one stays permanent. Returns when it ends (null: never).
+   */
+  async addMember(groupName: string, userId: number, expiresAt?: number): Promise<number | null> {
     return this.exclusive(async () => {
       const group = await this.byName(groupName);
       const exists = await this.db
@@ -176,22 +181,58 @@ export class GroupDirectory {
         .where('group_id', '=', group.id)
         .where('user_id', '=', userId)
         .executeTakeFirst();
-      if (exists) return;
-      try {
-        await this.db.insertInto('group_members').values({ group_id: group.id, user_id: userId, created_at: Date.now() }).execute();
-      } catch (err) {
-        // Another process added the same membership first: the outcome is what was asked.
-        if (!/duplicate|unique/i.test(String((err as Error).message))) throw err;
+      const expiries = this.expiries();
+      const current = await expiries.selectFrom('membership_expiries').select('expires_at').where('group_id', '=', group.id).where('user_id', '=', userId).executeTakeFirst();
+      if (exists && expiresAt !== undefined && !current) return null;
+      if (!exists) {
+        try {
+          await this.db.insertInto('group_members').values({ group_id: group.id, user_id: userId, created_at: Date.now() }).execute();
+        } catch (err) {
+          // Another process added the same membership first: the outcome is what was asked.
+          if (!/duplicate|unique/i.test(String((err as Error).message))) throw err;
+        }
       }
+      if (expiresAt === undefined) {
+        if (current) await expiries.deleteFrom('membership_expiries').where('group_id', '=', group.id).where('user_id', '=', userId).execute();
+        return null;
+      }
+      const until = current ? Math.max(Number(current.expires_at), expiresAt) : expiresAt;
+      if (current) await expiries.updateTable('membership_expiries').set({ expires_at: until }).where('group_id', '=', group.id).where('user_id', '=', userId).execute();
+      else await expiries.insertInto('membership_expiries').values({ group_id: group.id, user_id: userId, expires_at: until }).execute();
+      return until;
     });
   }
 
   async removeMember(groupName: string, userId: number): Promise<boolean> {
     return this.exclusive(async () => {
       const group = await this.byName(groupName);
+      await this.expiries().deleteFrom('membership_expiries').where('group_id', '=', group.id).where('user_id', '=', userId).execute();
       const result = await this.db.deleteFrom('group_members').where('group_id', '=', group.id).where('user_id', '=', userId).executeTakeFirst();
       return Number(result.numDeletedRows) > 0;
     });
+  }
+
+  /** Timed memberships whose end is at or before `now`. */
+  async expiredMemberships(now: number): Promise<{ group: string; userId: number; expiresAt: number }[]> {
+    const rows = await this.expiries()
+      .selectFrom('membership_expiries as x')
+      .innerJoin('groups as g', 'g.id', 'x.group_id')
+      .select(['g.name', 'x.user_id', 'x.expires_at'])
+      .where('x.expires_at', '<=', now)
+      .orderBy('x.expires_at')
+      .execute();
+    return rows.map((r: any) => ({ group: String(r.name), userId: Number(r.user_id), expiresAt: Number(r.expires_at) }));
+  }
+
+  /** When each of a user's timed direct memberships ends, by group. */
+  async expiriesOf(userId: number): Promise<Record<string, number>> {
+    const rows = await this.expiries().selectFrom('membership_expiries as x').innerJoin('groups as g', 'g.id', 'x.group_id').select(['g.name', 'x.expires_at']).where('x.user_id', '=', userId).execute();
+    return Object.fromEntries(rows.map((r: any) => [String(r.name), Number(r.expires_at)]));
+  }
+
+  /** The expiry table came with a later migration than the typed schema (lib/db/schema.ts). */
+  private expiries(): Kysely<any> {
+    return this.db as unknown as Kysely<any>;
   }
 
   async members(groupName: string): Promise<{ id: number; email: string | null; name: string | null; sub: string }[]> {

@@ -7,6 +7,7 @@ import type Koa from 'koa';
 const FILES: Record<string, { file: string; type: string }> = {
   '/assets/atrium.css': { file: './assets/atrium.css', type: 'text/css; charset=utf-8' },
   '/assets/handoff.js': { file: './assets/handoff.js', type: 'text/javascript; charset=utf-8' },
+  '/assets/launcher.js': { file: './assets/launcher.js', type: 'text/javascript; charset=utf-8' },
   '/assets/favicon.svg': { file: './assets/favicon.svg', type: 'image/svg+xml' },
   // Browsers ask for /favicon.ico whatever a page links (and for pages without a <head>, such as
   // JSON): the same icon, so no request for it ever ends in a 404.

@@ -222,6 +222,15 @@ export function userPages(router: Router<PortalState>, deps: AdminDeps): void {
     });
   });
 
+  // A one-time password reset link, shown in this answer only: never in a flash message, which the session store would keep.
+  router.post('/users/:id/reset-link', async (ctx) => {
+    await applyForm(ctx, views, 'reset-link', userPageAgain(ctx), async () => {
+      const { user, token, expiresAt } = await admin.issueResetLink(actor(ctx), ctx.params.id ?? '');
+      const page = await userPage(ctx, String(user.id));
+      render(ctx, views, page.template, { ...page.data, resetLink: { url: `${deps.publicOrigin}/reset/${token}`, expiresAt } });
+    });
+  });
+
   router.post('/users/:id/profile', async (ctx) => {
     const body = { ...((ctx.request as { body?: Record<string, unknown> }).body ?? {}) };
     delete body._csrf;
