@@ -1,94 +1,158 @@
 /**
- * The benchmark from start to end (see scripts/bench.ts): start the targets one at a time, warm them
- * up, measure them in interleaved rounds, report, and stop every child whatever happens.
+ * The benchmark from start to end (see scripts/bench.ts): pin this process to the load core, take
+ * the start-up figures, start the servers one at a time, check each target by hand, warm them up,
+ * measure them in interleaved rounds, report, and stop every child whatever happens.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { buildPortal, removeBuild } from './build.ts';
 import { writeAppsDir } from './fixtures.ts';
-import { load } from './load.ts';
-import { children, READY_TIMEOUT_MS, rssMB, sleep, stopChild } from './processes.ts';
-import { report } from './report.ts';
-import { ALL_TARGETS, keepTemp, profile, RESULTS_DIR, settings, targetsToRun, type Target } from './settings.ts';
-import { cleanRuns, isClean, MIN_CLEAN_RUNS } from './stats.ts';
-import { startBare, startPortal, startSession, verify } from './targets.ts';
+import { wrkProblem } from './generators.ts';
+import { measure } from './load.ts';
+import { nginxProblem } from './peers.ts';
+import { checkPinning, children, cleanUpOnInterrupt, pinSelf, processTree, READY_TIMEOUT_MS, rssMB, sleep, stopAll } from './processes.ts';
+import { report, type Failure } from './report.ts';
+import { keepTemp, profile, RESULTS_DIR, runStartup, settings, startupBuild, TARGETS, targetsToRun, type ServerId, type TargetId } from './settings.ts';
+import { measureStartup, type StartupResult } from './startup.ts';
+import { isClean, MIN_CLEAN_RUNS } from './stats.ts';
+import { makeTarget, serversFor, startServer, startUpstream, type Server, type Target } from './targets.ts';
 
 export async function main(): Promise<void> {
   const started = new Date();
+  checkPinning([settings.serverCore, settings.loadCore]);
+  if (settings.serverCore === settings.loadCore) throw new Error('BENCH_SERVER_CORE and BENCH_LOAD_CORE must differ');
+  pinSelf(settings.loadCore);
+
+  const failures: Failure[] = [];
+  let ids: TargetId[] = [...targetsToRun];
+  const skip = (which: (id: TargetId) => boolean, part: string, reason: string | undefined) => {
+    if (!reason) return;
+    const dropped = ids.filter(which);
+    if (dropped.length === 0) return;
+    failures.push({ part: `${part} (${dropped.join(', ')})`, reason });
+    ids = ids.filter((id) => !which(id));
+  };
+  skip((id) => TARGETS[id].generator === 'wrk', 'HTTP targets', wrkProblem());
+  skip((id) => TARGETS[id].server === 'nginx', 'nginx targets', nginxProblem());
+  for (const f of failures) console.error(`!! ${f.part} cannot run: ${f.reason}`);
+
   // Whatever happens (a server that stops answering mid-login), the benchmark ends in bounded time.
-  const budgetSeconds =
-    120 + targetsToRun.length * (READY_TIMEOUT_MS / 1000 + settings.warmupSeconds + 2 * settings.rounds * (settings.durationSeconds + 2));
+  const perRun = settings.durationSeconds + 5;
+  const budgetSeconds = 300 + (runStartup ? 600 : 0) + ids.length * (30 + settings.warmupSeconds + 2 * settings.rounds * perRun) + 10 * READY_TIMEOUT_MS / 1000;
   setTimeout(() => {
     console.error(`benchmark still running after ${budgetSeconds} s: stopping`);
     for (const child of children) child.kill('SIGKILL');
     process.exit(1);
   }, budgetSeconds * 1000).unref();
+
   const temp = mkdtempSync(join(tmpdir(), 'atrium-bench-'));
+  const removeTemp = () => {
+    rmSync(temp, { recursive: true, force: true });
+    removeBuild();
+  };
+  if (!keepTemp) cleanUpOnInterrupt(removeTemp);
   const koaUrl = import.meta.resolve('koa');
   const targets: Target[] = [];
+  const startup: StartupResult[] = [];
   try {
-    console.log(`Atrium benchmark: ${cpus().length} CPU(s), Node ${process.version}, ${settings.connections} connections, ` +
-      `${settings.warmupSeconds} s warm-up, ${settings.rounds} x ${settings.durationSeconds} s per target (median)`);
-    const fixture10 = writeAppsDir(join(temp, 'apps-10'), 10, koaUrl);
-    const fixture1000 = targetsToRun.includes('portal1000') ? writeAppsDir(join(temp, 'apps-1000'), 1000, koaUrl) : undefined;
+    console.log(
+      `Atrium benchmark: ${cpus().length} CPU(s), Node ${process.version}; servers on core ${settings.serverCore}, load generators on core ${settings.loadCore}; ` +
+        `${settings.connections} connections/clients, ${settings.warmupSeconds} s warm-up, ${settings.rounds} x ${settings.durationSeconds} s per target (median)`,
+    );
     if (profile) mkdirSync(join(RESULTS_DIR, 'profiles'), { recursive: true });
 
-    // Start one at a time so start-ups do not compete for the CPU.
-    let portalCookie = 'atrium.sid=x; atrium.sid.sig=x';
-    if (targetsToRun.includes('portal10')) {
-      const t = await startPortal('portal10', fixture10, temp);
-      portalCookie = t.headers.cookie as string;
-      targets.push(t);
-    }
-    if (fixture1000) targets.push(await startPortal('portal1000', fixture1000, temp));
-    if (targetsToRun.includes('bare')) targets.push(await startBare(fixture10, portalCookie));
-    if (targetsToRun.includes('session')) targets.push(await startSession(fixture10));
-    targets.sort((a, b) => ALL_TARGETS.indexOf(a.id) - ALL_TARGETS.indexOf(b.id));
-    for (const t of targets) {
-      await verify(t);
-      console.log(`  started ${t.label.padEnd(34)} in ${(t.startupMs / 1000).toFixed(1)} s  ${t.url}`);
+    if (runStartup) {
+      for (const mode of startupBuild ? (['source', 'build'] as const) : (['source'] as const)) {
+        let entry: string | undefined;
+        if (mode === 'build') {
+          console.log('  building the portal for the start-up figures (tsc -p tsconfig.build.json into bench/results/build) ...');
+          try {
+            entry = await buildPortal();
+          } catch (err) {
+            // The working tree may be mid-edit: that is no fault of the benchmark's.
+            failures.push({ part: 'start-up figures from the build', reason: (err as Error).message, soft: true });
+            console.error(`!! ${(err as Error).message}`);
+            continue;
+          }
+        }
+        console.log(`  start-up figures from the ${mode === 'build' ? 'build' : 'sources'} (${settings.startupApps} and 10 in-process apps, ${settings.startupRepeats} restarts each) ...`);
+        try {
+          const result = await measureStartup(temp, koaUrl, entry);
+          startup.push(result);
+          console.log(
+            `  start-up (${mode}): first 200 after ${(result.many.firstRequestMedianMs / 1000).toFixed(2)} s with ${result.many.apps} apps, ${(result.base.firstRequestMedianMs / 1000).toFixed(2)} s with 10; new folder after ${((result.newFolderMedianMs ?? NaN) / 1000).toFixed(2)} s`,
+          );
+        } catch (err) {
+          failures.push({ part: `start-up figures (${mode})`, reason: (err as Error).message });
+          console.error(`!! start-up figures (${mode}) failed: ${(err as Error).message}`);
+        }
+      }
     }
 
+    // Start one at a time so start-ups do not compete for the core; the upstream first, since the
+    // proxies and the portal's apps dir name its port.
+    const servers = new Map<ServerId, Server>();
+    const needed = serversFor(ids);
+    if (needed.includes('upstream')) servers.set('upstream', await startUpstream());
+    const fixture = writeAppsDir(join(temp, 'apps-10'), 10, koaUrl, { realtime: true, upstream: servers.get('upstream')?.origin ?? 'http://127.0.0.1:9' });
+    for (const id of needed) {
+      if (servers.has(id)) continue;
+      servers.set(id, await startServer(id, { temp, fixture, upstream: servers.get('upstream') }));
+    }
+    for (const s of servers.values()) console.log(`  started ${s.id.padEnd(15)} in ${(s.startupMs / 1000).toFixed(1)} s  ${s.origin}  (pid ${s.child.pid})`);
+
+    const sessionCookie = [...servers.values()].find((s) => s.headers.Cookie)?.headers.Cookie ?? 'atrium.sid=bench; atrium.sid.sig=bench';
+    for (const id of ids) targets.push(makeTarget(id, servers, sessionCookie));
+    for (const t of targets) await t.verify();
+
     await sleep(1_000);
-    for (const t of targets) t.rssIdleMB = rssMB(t.child.pid);
+    for (const t of targets) t.rssIdleMB = rssMB(processTree(t.server.child.pid));
 
     if (settings.warmupSeconds > 0) {
       for (const t of targets) {
-        process.stdout.write(`  warm-up ${t.id} ...`);
-        const run = await load(t, settings.warmupSeconds, 0);
-        process.stdout.write(` ${run.rps.toFixed(0)} req/s\n`);
-        await sleep(500);
+        process.stdout.write(`  warm-up ${t.id.padEnd(11)} ...`);
+        const run = await measure(t, settings.warmupSeconds, 0);
+        process.stdout.write(` ${run.rate.toFixed(0)} ${t.unit}${run.bad + run.errors ? `  !! ${run.bad} wrong, ${run.errors} errors: ${run.firstProblem}` : ''}\n`);
+        await sleep(300);
       }
     }
 
     // Planned rounds, then — only if other processes squeezed the servers — up to as many again,
-    // until every target has MIN_CLEAN_RUNS runs in which it had a core to itself.
+    // until every target has MIN_CLEAN_RUNS runs in which it had its core.
     const minClean = Math.min(MIN_CLEAN_RUNS, settings.rounds);
+    // More rounds help a target squeezed by other processes, not one whose generator sets the pace.
+    const needsMore = (t: Target) => t.runs.filter(isClean).length < minClean && t.runs.some((r) => r.state === 'contended');
     for (let round = 1; round <= settings.rounds * 2; round++) {
       if (round > settings.rounds) {
-        if (targets.every((t) => cleanRuns(t.runs).length >= minClean)) break;
-        if (round === settings.rounds + 1) console.log(`  the machine is busy: extra rounds until each target has ${minClean} clean run(s) (at most ${settings.rounds} more)`);
+        if (!targets.some(needsMore)) break;
+        if (round === settings.rounds + 1) console.log(`  the machine is busy: extra rounds until each contended target has ${minClean} clean run(s) (at most ${settings.rounds} more)`);
       }
       // Rotate the order each round: no target always runs first or right after the same neighbour.
       const order = targets.map((_, i) => targets[(i + round - 1) % targets.length] as Target);
       for (const t of order) {
-        const run = await load(t, settings.durationSeconds, round);
+        if (round > settings.rounds && !needsMore(t)) continue;
+        const run = await measure(t, settings.durationSeconds, round);
         t.runs.push(run);
-        const bad = run.non2xx + run.errors + run.timeouts;
-        const cpu = run.serverCpuUsPerRequest === null ? '' : `  server ${run.serverCpuUsPerRequest.toFixed(0)} µs CPU/req (user ${run.serverUserUsPerRequest?.toFixed(0)}, sys ${run.serverSystemUsPerRequest?.toFixed(0)}; ${run.serverCpuPercent}% of a core${isClean(run) ? '' : ': contended'}), autocannon ${run.loadGeneratorCpuPercent}%`;
-        console.log(`  round ${round} ${t.id.padEnd(10)} ${run.rps.toFixed(0).padStart(7)} req/s  p50 ${run.latencyP50Ms} ms  p99 ${run.latencyP99Ms} ms${cpu}${bad ? `  !! ${run.non2xx} non-2xx, ${run.errors} errors, ${run.timeouts} timeouts` : ''}`);
-        await sleep(500);
+        const mark = run.state === 'clean' ? '' : run.state === 'contended' ? ': contended' : ': generator-bound';
+        const upstream = t.upstream ? ` + upstream ${run.upstreamUsPerOp?.toFixed(0)}` : '';
+        const conns = run.upstreamConnectionsPerOp === undefined ? '' : `, ${run.upstreamConnectionsPerOp} upstream conn/req`;
+        const bad = run.bad + run.errors ? `  !! ${run.bad} wrong, ${run.errors} errors: ${run.firstProblem}` : '';
+        console.log(
+          `  round ${round} ${t.id.padEnd(11)} ${run.rate.toFixed(0).padStart(7)} ${t.unit.padEnd(6)} p50 ${run.p50Ms} ms  p99 ${run.p99Ms} ms  server ${run.serverUsPerOp?.toFixed(0)} (sys ${run.serverSystemUsPerOp?.toFixed(0)})${upstream} µs/op (core ${run.coreBusyPercent}%${mark}), generator ${run.generatorPercent}%${conns}${bad}`,
+        );
+        await sleep(300);
       }
     }
-    for (const t of targets) t.rssAfterLoadMB = rssMB(t.child.pid);
+    for (const t of targets) t.rssAfterLoadMB = rssMB(processTree(t.server.child.pid));
 
-    const invalid = report(started, targets, temp);
-    // Figures from servers that answered something else than the hello body measure nothing.
-    if (invalid.length > 0) process.exitCode = 1;
+    const invalid = report({ started, targets, startup, failures, temp });
+    // Figures from servers that answered something else than the expected body measure nothing;
+    // a part that could not run (wrk or nginx missing, start-up failed) is a failure too.
+    if (invalid.length > 0 || failures.some((f) => !f.soft)) process.exitCode = 1;
   } finally {
-    await Promise.all(targets.map((t) => stopChild(t.child)));
-    await Promise.all([...children].map((c) => stopChild(c)));
-    if (keepTemp) console.log(`temp folder kept: ${temp}`);
-    else rmSync(temp, { recursive: true, force: true });
+    await stopAll();
+    if (keepTemp) console.log(`temp folder kept: ${temp} (and the build in bench/results/build)`);
+    else removeTemp();
   }
 }

@@ -1,7 +1,11 @@
 /**
  * Summarises a V8 .cpuprofile (from `BENCH_PROFILE=1 npm run bench`): self time by function and by
  * file/package, so "where does a portal request go" has an answer without opening DevTools.
- * Usage: npx tsx bench/profile-summary.ts <file.cpuprofile> [top=30]
+ * Usage: npx tsx bench/profile-summary.ts <file.cpuprofile> [top=30] [--busy] [--skip <s>] [--inclusive] [--callers <fn>]
+ *   --busy       percentages of the busy time (idle, (program) and the profiler's own left out)
+ *   --skip <s>   leave out the first s seconds of the profile (the start-up, before the load)
+ * Under `npm run bench` with BENCH_PROFILE=1, each portal target writes its own profiles to
+ * bench/results/profiles/<portal-target>/ (the largest file is the main thread's).
  */
 import { readFileSync } from 'node:fs';
 
@@ -17,14 +21,26 @@ interface Profile {
   timeDeltas: number[];
 }
 
-const [file, topArg] = process.argv.slice(2);
-if (!file) throw new Error('usage: tsx bench/profile-summary.ts <file.cpuprofile> [top]');
-const top = Number(topArg ?? 30);
+const argv = process.argv.slice(2);
+const [file, topArg] = argv;
+if (!file) throw new Error('usage: tsx bench/profile-summary.ts <file.cpuprofile> [top] [--busy] [--skip <s>] [--inclusive] [--callers <fn>]');
+const top = Number(topArg && !topArg.startsWith('--') ? topArg : 30);
+const busyOnly = argv.includes('--busy');
+const skipIndex = argv.indexOf('--skip');
+const skipUs = skipIndex >= 0 ? Number(argv[skipIndex + 1] ?? 0) * 1e6 : 0;
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const NOT_BUSY = new Set(['(idle)', '(program)']);
 const selfUs = new Map<number, number>();
-profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+let elapsedUs = 0;
+profile.samples.forEach((id, i) => {
+  const delta = profile.timeDeltas[i] ?? 0;
+  elapsedUs += delta;
+  if (elapsedUs < skipUs) return;
+  if (busyOnly && NOT_BUSY.has(byId.get(id)?.callFrame.functionName ?? '')) return;
+  selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+});
 const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
 
 function where(url: string): string {
@@ -56,7 +72,7 @@ const show = (title: string, map: Map<string, number>) => {
     console.log(`${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}`);
   }
 };
-console.log(`total sampled: ${(total / 1000).toFixed(0)} ms`);
+console.log(`total sampled: ${(total / 1000).toFixed(0)} ms${busyOnly ? ' busy' : ''}${skipUs ? ` after the first ${skipUs / 1e6} s` : ''} (profile ${(elapsedUs / 1e6).toFixed(0)} s long)`);
 show('self time by package / file', pkg);
 show('self time by function', fn);
 

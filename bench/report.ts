@@ -1,145 +1,261 @@
 /**
- * The report: the table and ratios on stdout, and bench/results/latest.json with every run and the
- * machine and commit they were measured on.
+ * The report: the table, the ratios against the issue's goals and the start-up figures on stdout;
+ * bench/results/latest.json with every run and the machine and commit they were measured on; and
+ * bench/results/latest.md, the same tables in Markdown for BENCHMARKS.md.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { HOST, keepTemp, profile, RESULTS_DIR, ROOT, settings, type Run, type Target, type TargetId } from './settings.ts';
-import { cleanRuns, CONTENDED_BELOW_PERCENT, isClean, median } from './stats.ts';
+import { HOST, keepTemp, NGINX, profile, RATIOS, RESULTS_DIR, ROOT, settings, STARTUP_GOALS, WRK, type RatioSpec, type Run, type TargetId } from './settings.ts';
+import type { StartupResult } from './startup.ts';
+import { CONTENDED_BELOW_PERCENT, countedRuns, GENERATOR_BOUND_PERCENT, isClean, medianOf } from './stats.ts';
+import type { Target } from './targets.ts';
 
-/** Prints the table, writes latest.json; returns the targets whose answers under load were wrong. */
-export function report(started: Date, targets: Target[], temp: string): TargetId[] {
+export interface Failure {
+  part: string;
+  reason: string;
+  /** Reported, but not the benchmark's failure (the build of a working tree mid-edit): exit code unchanged. */
+  soft?: boolean;
+}
+
+interface RatioResult extends RatioSpec {
+  value: number | undefined;
+  byCpu: number | undefined;
+  perRound: number[];
+  reliable: boolean;
+  /** What the verdict was taken on: the rate ratio, or (no clean run on one side) the CPU-time ratio. */
+  basis: 'rate' | 'cpu';
+  verdict: string;
+}
+
+const fmt = (v: number | undefined | null, digits = 0) => (v === undefined || v === null || !Number.isFinite(v) ? '-' : v.toFixed(digits));
+const thousands = (v: number | undefined) => (v === undefined ? '-' : Math.round(v).toLocaleString('en-US').replace(/,/g, ' '));
+
+/** Prints and writes everything; returns the targets whose answers under load were wrong. */
+export function report(input: { started: Date; targets: Target[]; startup: StartupResult[]; failures: Failure[]; temp: string }): TargetId[] {
+  const { started, targets, startup, failures, temp } = input;
   const byId = new Map(targets.map((t) => [t.id, t]));
-  /** The runs a figure is taken from: the clean ones, or all when none was clean. */
-  const counted = (id: TargetId): Run[] => {
-    const runs = byId.get(id)?.runs ?? [];
-    const clean = cleanRuns(runs);
-    return clean.length > 0 ? clean : runs;
-  };
-  const hasClean = (id: TargetId) => cleanRuns(byId.get(id)?.runs ?? []).length > 0;
-  const med = (id: TargetId) => {
-    const runs = counted(id);
-    return runs.length > 0 ? median(runs.map((r) => r.rps)) : undefined;
-  };
-  const medAll = (id: TargetId) => {
-    const runs = byId.get(id)?.runs ?? [];
-    return runs.length > 0 ? median(runs.map((r) => r.rps)) : undefined;
-  };
-  /** Clean against clean; if either side has no clean run, all runs against all runs (and flagged). */
-  const reliable = (a: TargetId, b: TargetId) => hasClean(a) && hasClean(b);
-  const ratio = (a: TargetId, b: TargetId) => {
-    const x = reliable(a, b) ? med(a) : medAll(a);
-    const y = reliable(a, b) ? med(b) : medAll(b);
-    return x !== undefined && y !== undefined && y > 0 ? Math.round((x / y) * 1000) / 1000 : undefined;
-  };
-  const cpuMedian = (id: TargetId) => {
-    const values = counted(id).map((r) => r.serverCpuUsPerRequest).filter((v): v is number => v !== null);
-    return values.length > 0 ? median(values) : undefined;
-  };
-  /** Throughput a CPU-bound server would reach, compared: the inverse ratio of CPU time per request. */
-  const cpuRatio = (a: TargetId, b: TargetId) => {
-    const x = cpuMedian(a);
-    const y = cpuMedian(b);
-    return x !== undefined && y !== undefined && x > 0 ? Math.round((y / x) * 1000) / 1000 : undefined;
-  };
-  /** The same ratio within each round (the two ran minutes apart at most): its spread shows the noise. */
-  const perRound = (a: TargetId, b: TargetId) => {
-    const x = byId.get(a)?.runs ?? [];
-    const y = byId.get(b)?.runs ?? [];
-    return x.flatMap((run) => {
-      const other = y.find((r) => r.round === run.round);
-      return other && other.rps > 0 && isClean(run) && isClean(other) ? [Math.round((run.rps / other.rps) * 1000) / 1000] : [];
-    });
-  };
-  const ratios = [
-    { id: 'portal10/bare', label: 'portal (10 apps) / bare Koa', value: ratio('portal10', 'bare'), perRound: perRound('portal10', 'bare'), target: 0.6 },
-    { id: 'portal1000/portal10', label: 'portal 1000 apps / 10 apps', value: ratio('portal1000', 'portal10'), perRound: perRound('portal1000', 'portal10'), target: 0.9 },
-    { id: 'session/bare', label: 'Koa + koa-session / bare Koa', value: ratio('session', 'bare'), perRound: perRound('session', 'bare'), target: undefined },
-    { id: 'cpu:portal10/bare', label: 'same, by server CPU/req: portal/bare', value: cpuRatio('portal10', 'bare'), perRound: [] as number[], target: undefined },
-    { id: 'cpu:portal1000/portal10', label: 'by server CPU/req: 1000/10 apps', value: cpuRatio('portal1000', 'portal10'), perRound: [] as number[], target: undefined },
-    { id: 'cpu:session/bare', label: 'by server CPU/req: koa-session/bare', value: cpuRatio('session', 'bare'), perRound: [] as number[], target: undefined },
-  ].map((r) => {
-    const [a, b] = r.id.replace(/^cpu:/, '').split('/') as [TargetId, TargetId];
-    return { ...r, reliable: reliable(a, b), pass: r.value === undefined || r.target === undefined ? undefined : r.value >= r.target };
-  });
-  const invalid = targets.filter((t) => t.runs.some((r) => r.non2xx + r.errors + r.timeouts > 0)).map((t) => t.id);
+  const counted = (id: TargetId) => countedRuns(byId.get(id)?.runs ?? []);
+  const hasClean = (id: TargetId) => (byId.get(id)?.runs ?? []).some(isClean);
+  const rate = (id: TargetId) => medianOf(counted(id), (r) => r.rate);
 
-  const lines: string[] = [];
-  lines.push('');
-  lines.push(`${'target'.padEnd(34)} ${'req/s'.padStart(8)}  ${'runs (req/s, * contended)'.padEnd(36)} ${'p50 ms'.padStart(6)} ${'p99 ms'.padStart(6)} ${'CPU µs/req'.padStart(10)} ${'RSS idle'.padStart(9)} ${'RSS load'.padStart(9)}`);
+  // Clean against clean; when either side has no clean run, every run against every run (flagged),
+  // never one side's quiet moment against the other's busy ones.
+  const ratios: RatioResult[] = RATIOS.map((spec) => {
+    const ra = byId.get(spec.a)?.runs ?? [];
+    const rb = byId.get(spec.b)?.runs ?? [];
+    const reliable = hasClean(spec.a) && hasClean(spec.b);
+    const pick = (runs: Run[]) => (reliable ? runs.filter(isClean) : runs);
+    const a = medianOf(pick(ra), (r) => r.rate);
+    const b = medianOf(pick(rb), (r) => r.rate);
+    const value = a !== undefined && b !== undefined && b > 0 ? round3(a / b) : undefined;
+    const ca = medianOf(pick(ra), coreUsOf);
+    const cb = medianOf(pick(rb), coreUsOf);
+    const byCpu = ca !== undefined && cb !== undefined && ca > 0 ? round3(cb / ca) : undefined;
+    const perRound = ra.flatMap((run) => {
+      const other = rb.find((r) => r.round === run.round);
+      return other && other.rate > 0 && (!reliable || (isClean(run) && isClean(other))) ? [round3(run.rate / other.rate)] : [];
+    });
+    // The verdict is on the rates when both sides had clean runs; otherwise the rates compare runs
+    // squeezed by other processes by different amounts, and CPU time per operation decides.
+    const basis: 'rate' | 'cpu' = reliable || byCpu === undefined || spec.min === undefined ? 'rate' : 'cpu';
+    return { ...spec, value, byCpu, perRound, reliable, basis, verdict: verdictOf(basis === 'rate' ? value : byCpu, spec.min, spec.stretch) };
+  });
+  const invalid = targets.filter((t) => t.runs.some((r) => r.bad + r.errors > 0)).map((t) => t.id);
+
+  const lines: string[] = [''];
+  if (targets.length > 0) lines.push(
+    `${'target'.padEnd(34)} ${'rate'.padStart(8)} ${'unit'.padEnd(7)} ${'runs (* contended, G generator-bound)'.padEnd(44)} ${'p50/p99 ms'.padStart(12)} ${'srv µs'.padStart(6)} ${'+upstr'.padStart(6)} ${'core%'.padStart(5)} ${'gen%'.padStart(4)}  RSS idle→load`,
+  );
   for (const t of targets) {
-    const m = med(t.id) ?? 0;
-    const runs = t.runs.map((r) => `${r.rps.toFixed(0)}${isClean(r) ? '' : '*'}`).join(' ');
-    const p50 = median(counted(t.id).map((r) => r.latencyP50Ms));
-    const p99 = median(counted(t.id).map((r) => r.latencyP99Ms));
-    const mb = (v: number | null) => (v === null ? '-' : `${v.toFixed(0)} MB`);
-    const cpu = cpuMedian(t.id);
-    lines.push(`${t.label.padEnd(34)} ${m.toFixed(0).padStart(8)}  ${runs.padEnd(36)} ${String(p50).padStart(6)} ${String(p99).padStart(6)} ${(cpu === undefined ? '-' : cpu.toFixed(0)).padStart(10)} ${mb(t.rssIdleMB).padStart(9)} ${mb(t.rssAfterLoadMB).padStart(9)}`);
-  }
-  lines.push('');
-  lines.push(`${'ratio'.padEnd(34)} ${'value'.padStart(8)}  ${'target'.padEnd(8)} result`);
-  for (const r of ratios) {
-    const value = r.value === undefined ? '-' : r.value.toFixed(3);
-    const target = r.target === undefined ? '(context)' : `>= ${r.target.toFixed(2)}`;
-    const verdict = r.pass === undefined ? (r.target === undefined ? '' : 'not measured') : r.pass ? 'PASS' : 'FAIL';
-    const result = r.value !== undefined && !r.reliable && !r.id.startsWith('cpu:') ? `${verdict}${verdict ? ' ' : ''}(unreliable: no clean run)` : verdict;
-    const rounds = r.perRound.length > 1 ? `   (per round: ${Math.min(...r.perRound).toFixed(2)}–${Math.max(...r.perRound).toFixed(2)})` : '';
-    lines.push(`${r.label.padEnd(34)} ${value.padStart(8)}  ${target.padEnd(9)} ${result.padEnd(4)}${rounds}`);
-  }
-  const p10 = byId.get('portal10');
-  const p1000 = byId.get('portal1000');
-  if (p10 && p1000) {
-    lines.push('');
-    lines.push(`start-up to /healthz: 10 apps ${(p10.startupMs / 1000).toFixed(1)} s, 1000 apps ${(p1000.startupMs / 1000).toFixed(1)} s`);
-  }
-  const contended = targets.flatMap((t) => t.runs.filter((r) => r.serverCpuPercent !== null && r.serverCpuPercent < CONTENDED_BELOW_PERCENT));
-  const allRuns = targets.reduce((n, t) => n + t.runs.length, 0);
-  if (contended.length > 0) {
+    const runs = counted(t.id);
+    const marks = t.runs.map((r) => `${fmt(r.rate)}${r.state === 'clean' ? '' : r.state === 'contended' ? '*' : 'G'}`).join(' ');
+    const p = `${fmt(medianOf(runs, (r) => r.p50Ms), 2)}/${fmt(medianOf(runs, (r) => r.p99Ms), 1)}`;
     lines.push(
-      `note: * marks ${contended.length} of ${allRuns} runs in which the server had less than ${CONTENDED_BELOW_PERCENT}% of a core although it was the bottleneck` +
-        ' (another process held the CPU); figures and ratios come from the other runs where a target has any.',
+      `${t.spec.label.padEnd(34)} ${fmt(rate(t.id)).padStart(8)} ${t.unit.padEnd(7)} ${marks.padEnd(44)} ${p.padStart(12)} ${fmt(medianOf(runs, (r) => r.serverUsPerOp)).padStart(6)} ${(t.upstream ? fmt(medianOf(runs, (r) => r.upstreamUsPerOp)) : '').padStart(6)} ${fmt(medianOf(runs, (r) => r.coreBusyPercent)).padStart(5)} ${fmt(medianOf(runs, (r) => r.generatorPercent)).padStart(4)}  ${fmt(t.rssIdleMB)} → ${fmt(t.rssAfterLoadMB)} MB`,
     );
-    const noneClean = targets.filter((t) => cleanRuns(t.runs).length === 0).map((t) => t.id);
-    if (noneClean.length > 0) lines.push(`!! no clean run at all for ${noneClean.join(', ')}: their figures use contended runs and are not reliable`);
   }
-  if (invalid.length > 0) lines.push(`!! INVALID: ${invalid.join(', ')} answered with non-2xx responses, errors or timeouts during load; see latest.json`);
+  const conns = targets.filter((t) => t.upstream && t.spec.generator === 'wrk');
+  if (conns.length > 0) {
+    lines.push('');
+    lines.push(`new upstream connections per request: ${conns.map((t) => `${t.id} ${fmt(medianOf(t.runs, (r) => r.upstreamConnectionsPerOp), 3)}`).join(', ')}`);
+  }
+  const shown = ratios.filter((r) => r.value !== undefined || (r.min !== undefined && (byId.has(r.a) || byId.has(r.b))));
+  if (shown.length > 0) lines.push('', `${'ratio'.padEnd(34)} ${'rate'.padStart(6)}  ${'per round'.padEnd(11)} ${'by CPU'.padStart(6)}  ${'goal'.padEnd(10)} result`);
+  for (const r of shown) {
+    const rounds = r.perRound.length > 1 ? `${Math.min(...r.perRound).toFixed(2)}–${Math.max(...r.perRound).toFixed(2)}` : '';
+    const goal = r.min === undefined ? '(context)' : `>= ${r.min}${r.stretch ? ` (${r.stretch})` : ''}`;
+    const caveat = r.value !== undefined && !r.reliable ? (r.basis === 'cpu' ? ' by CPU/op (no clean run on one side)' : ' (no clean run on one side: all runs compared)') : '';
+    lines.push(`${r.label.padEnd(34)} ${fmt(r.value, 3).padStart(6)}  ${rounds.padEnd(11)} ${fmt(r.byCpu, 3).padStart(6)}  ${goal.padEnd(10)} ${r.verdict}${caveat}`);
+  }
+  for (const s of startup) {
+    const how = MODE[s.mode];
+    lines.push('');
+    lines.push(
+      `start-up ${how}, ${s.many.apps} in-process apps: spawn to first 200 ${fmt(s.many.firstRequestMedianMs / 1000, 2)} s (median; runs ${s.many.firstRequestMs.map((ms) => (ms / 1000).toFixed(2)).join(', ')}), goal <= ${STARTUP_GOALS.firstRequestSeconds} s: ${verdictMax(s.many.firstRequestMedianMs / 1000, STARTUP_GOALS.firstRequestSeconds)}`,
+    );
+    lines.push(`  ${s.base.apps} apps: ${fmt(s.base.firstRequestMedianMs / 1000, 2)} s (runs ${s.base.firstRequestMs.map((ms) => (ms / 1000).toFixed(2)).join(', ')}); cold first start to /healthz: ${fmt(s.base.coldToHealthzMs / 1000, 2)} s with ${s.base.apps} apps, ${fmt(s.many.coldToHealthzMs / 1000, 2)} s with ${s.many.apps}`);
+    lines.push(
+      `  new app folder served after ${s.newFolderMedianMs === undefined ? '-' : (s.newFolderMedianMs / 1000).toFixed(2)} s (median; max ${s.newFolderMaxMs === undefined ? '-' : (s.newFolderMaxMs / 1000).toFixed(2)} s; runs ${s.newFolderMs.map((ms) => (ms / 1000).toFixed(2)).join(', ')}), goal <= ${STARTUP_GOALS.newFolderSeconds} s: ${s.newFolderMedianMs === undefined ? 'not measured' : verdictMax(s.newFolderMedianMs / 1000, STARTUP_GOALS.newFolderSeconds)}`,
+    );
+    lines.push(`  memory per mounted app: ${memoryLine(s)}`);
+  }
+  const allRuns = targets.flatMap((t) => t.runs);
+  const contended = allRuns.filter((r) => r.state === 'contended').length;
+  const generatorBound = allRuns.filter((r) => r.state === 'generator-bound').length;
+  if (contended + generatorBound > 0) {
+    lines.push('');
+    lines.push(
+      `note: ${contended} of ${allRuns.length} runs contended (*: the server and its upstream kept their core less than ${CONTENDED_BELOW_PERCENT}% busy: another process held that core, or the generator's), ` +
+        `${generatorBound} generator-bound (G: the load generator was at ${GENERATOR_BOUND_PERCENT}%+ of its core); figures come from the other runs where a target has any.`,
+    );
+    const noneClean = targets.filter((t) => t.runs.length > 0 && !t.runs.some(isClean)).map((t) => t.id);
+    if (noneClean.length > 0) lines.push(`!! no clean run at all for ${noneClean.join(', ')}: their figures use every run and are not reliable`);
+  }
+  for (const f of failures) lines.push(`!! NOT RUN: ${f.part}: ${f.reason}${f.soft ? ' (not counted as the benchmark failing)' : ''}`);
+  for (const t of targets) {
+    const wrong = t.runs.find((r) => r.bad + r.errors > 0);
+    if (wrong) lines.push(`!! INVALID: ${t.id} answered wrongly under load (round ${wrong.round}: ${wrong.bad} wrong answers, ${wrong.errors} errors; first: ${wrong.firstProblem ?? '?'})`);
+  }
   console.log(lines.join('\n'));
 
+  const commit = gitDescription();
   const json = {
     date: started.toISOString(),
-    commit: gitDescription(),
+    commit,
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryMB: Math.round(totalmem() / 2 ** 20), node: process.version, platform: `${process.platform} ${process.arch}` },
-    settings: { ...settings, host: HOST, loadGenerator: 'autocannon 8 (programmatic, in the bench process)' },
-    contendedRuns: contended.length,
+    settings: {
+      ...settings,
+      host: HOST,
+      httpGenerator: `${WRK} -t1 -c${settings.connections} --latency (bench/wrk/check.lua), taskset -c ${settings.loadCore}`,
+      socketGenerator: `bench/clients/socket-load.ts, ${settings.connections} clients, taskset -c ${settings.loadCore}`,
+      servers: `taskset -c ${settings.serverCore}, upstream included`,
+      nginx: NGINX,
+      contendedBelowPercent: CONTENDED_BELOW_PERCENT,
+      generatorBoundPercent: GENERATOR_BOUND_PERCENT,
+    },
     targets: Object.fromEntries(
       targets.map((t) => [
         t.id,
         {
-          label: t.label,
+          label: t.spec.label,
+          unit: t.unit,
+          server: t.spec.server,
+          viaUpstream: Boolean(t.upstream),
           url: t.url.replace(/:\d+\//, ':<port>/'),
-          apps: t.apps,
-          medianRps: med(t.id),
-          medianServerCpuUsPerRequest: cpuMedian(t.id),
-          runs: t.runs,
-          /** The rounds the figures come from (clean runs; all of them when none was clean). */
+          medianRate: rate(t.id),
+          medianServerUsPerOp: medianOf(counted(t.id), (r) => r.serverUsPerOp),
+          medianServerSystemUsPerOp: medianOf(counted(t.id), (r) => r.serverSystemUsPerOp),
+          medianUpstreamUsPerOp: medianOf(counted(t.id), (r) => r.upstreamUsPerOp),
+          medianP50Ms: medianOf(counted(t.id), (r) => r.p50Ms),
+          medianP99Ms: medianOf(counted(t.id), (r) => r.p99Ms),
           countedRounds: counted(t.id).map((r) => r.round),
-          startupMs: t.startupMs,
+          serverStartupMs: t.server.startupMs,
           rssIdleMB: t.rssIdleMB,
           rssAfterLoadMB: t.rssAfterLoadMB,
+          runs: t.runs,
         },
       ]),
     ),
     ratios,
+    startup,
+    failures,
     invalid,
     profiles: profile ? join(RESULTS_DIR, 'profiles') : undefined,
     tempDir: keepTemp ? temp : undefined,
   };
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
-  console.log(`\nwritten: ${join(RESULTS_DIR, 'latest.json')}`);
+  writeFileSync(join(RESULTS_DIR, 'latest.md'), markdown({ started, commit, targets, ratios, startup, counted, rate }));
+  console.log(`\nwritten: ${join(RESULTS_DIR, 'latest.json')} and latest.md`);
   return invalid;
+}
+
+/** RSS delta per app after start-up, and after a full GC (RSS and heap), with the figures behind them. */
+function memoryLine(s: StartupResult): string {
+  const kb = (mb: number | null | undefined) => (mb === null || mb === undefined ? '-' : `${Math.round(mb * 1024)} KB`);
+  const raw = `${kb(s.perAppMB)} by RSS (median RSS ${fmt(s.many.rssMedianMB)} MB with ${s.many.apps} apps, ${fmt(s.base.rssMedianMB)} MB with ${s.base.apps})`;
+  if (!s.perAppAfterGcMB || !s.many.afterGc || !s.base.afterGc) return raw;
+  return `${raw}; after a full GC ${kb(s.perAppAfterGcMB.rss)} by RSS, ${kb(s.perAppAfterGcMB.heapUsed)} of V8 heap (heap ${fmt(s.many.afterGc.heapUsedMB)} / ${fmt(s.base.afterGc.heapUsedMB)} MB)`;
+}
+
+/** CPU time per operation on the server core: the server's and, for a proxy, the upstream's. */
+function coreUsOf(r: Run): number | null {
+  return r.serverUsPerOp === null ? null : r.serverUsPerOp + (r.upstreamUsPerOp ?? 0);
+}
+
+function round3(v: number): number {
+  return Math.round(v * 1000) / 1000;
+}
+
+function verdictOf(value: number | undefined, min: number | undefined, stretch: number | undefined): string {
+  if (min === undefined) return '';
+  if (value === undefined) return 'not measured';
+  if (value < min) return `MISSED (${Math.round((1 - value / min) * 100)}% short)`;
+  if (stretch !== undefined) return value >= stretch ? 'PASS (stretch too)' : `PASS (stretch ${stretch} MISSED)`;
+  return 'PASS';
+}
+
+const MODE: Record<StartupResult['mode'], string> = { source: 'from the sources (tsx)', build: 'from the build (plain node)' };
+
+function bold(verdict: string): string {
+  return verdict.startsWith('MISSED') ? `**${verdict}**` : verdict;
+}
+
+function verdictMax(value: number, max: number): string {
+  return value <= max ? 'PASS' : `MISSED (${Math.round((value / max - 1) * 100)}% over)`;
+}
+
+function markdown(m: {
+  started: Date;
+  commit: string;
+  targets: Target[];
+  ratios: RatioResult[];
+  startup: StartupResult[];
+  counted: (id: TargetId) => Run[];
+  rate: (id: TargetId) => number | undefined;
+}): string {
+  const out: string[] = [];
+  out.push(`${m.started.toISOString().slice(0, 16).replace('T', ' ')} UTC, commit \`${m.commit}\`, ${settings.rounds} x ${settings.durationSeconds} s, ${settings.connections} connections/clients`);
+  out.push('');
+  out.push('| target | rate (median) | server CPU µs/op (+ upstream) | p50 / p99 ms | RSS idle → after load | runs counted |');
+  out.push('|---|---:|---:|---|---|---|');
+  for (const t of m.targets) {
+    const runs = m.counted(t.id);
+    const srv = medianOf(runs, (r) => r.serverUsPerOp);
+    const up = t.upstream ? medianOf(runs, (r) => r.upstreamUsPerOp) : undefined;
+    const counted = `${t.runs.filter(isClean).length} of ${t.runs.length}${t.runs.some(isClean) ? '' : ' (none clean: all used)'}`;
+    out.push(
+      `| ${t.spec.label} | ${thousands(m.rate(t.id))} ${t.unit} | ${fmt(srv)}${t.upstream ? ` (+ ${fmt(up)})` : ''} | ${fmt(medianOf(runs, (r) => r.p50Ms), 1)} / ${fmt(medianOf(runs, (r) => r.p99Ms), 1)} | ${fmt(t.rssIdleMB)} → ${fmt(t.rssAfterLoadMB)} MB | ${counted} |`,
+    );
+  }
+  out.push('');
+  out.push('| ratio | by rate | per round | by CPU/op | goal | result |');
+  out.push('|---|---:|---|---:|---|---|');
+  for (const r of m.ratios) {
+    if (r.value === undefined) continue;
+    const rounds = r.perRound.length > 1 ? `${Math.min(...r.perRound).toFixed(2)}–${Math.max(...r.perRound).toFixed(2)}` : '';
+    const goal = r.min === undefined ? 'context' : `≥ ${r.min}${r.stretch ? ` (stretch ${r.stretch})` : ''}`;
+    const result = `${bold(r.verdict)}${r.reliable ? '' : r.basis === 'cpu' ? ' by CPU/op (no clean run on one side)' : ' (all runs: no clean run on one side)'}`;
+    out.push(`| ${r.label} | ${fmt(r.value, 2)} | ${rounds} | ${fmt(r.byCpu, 2)} | ${goal} | ${result} |`);
+  }
+  if (m.startup.length > 0) {
+    out.push('');
+    out.push('| start-up | figure | goal | result |');
+    out.push('|---|---|---|---|');
+    for (const s of m.startup) {
+      const how = MODE[s.mode];
+      out.push(`| ${how}: ${s.many.apps} in-process apps, spawn to first 200 | ${(s.many.firstRequestMedianMs / 1000).toFixed(2)} s (runs ${s.many.firstRequestMs.map((v) => (v / 1000).toFixed(2)).join(', ')}) | ≤ ${STARTUP_GOALS.firstRequestSeconds} s | ${bold(verdictMax(s.many.firstRequestMedianMs / 1000, STARTUP_GOALS.firstRequestSeconds))} |`);
+      out.push(`| ${how}: ${s.base.apps} apps, spawn to first 200 | ${(s.base.firstRequestMedianMs / 1000).toFixed(2)} s | context | |`);
+      if (s.newFolderMedianMs !== undefined) {
+        out.push(`| ${how}: new app folder to first 200 | ${(s.newFolderMedianMs / 1000).toFixed(2)} s (max ${((s.newFolderMaxMs ?? 0) / 1000).toFixed(2)} s) | ≤ ${STARTUP_GOALS.newFolderSeconds} s | ${bold(verdictMax(s.newFolderMedianMs / 1000, STARTUP_GOALS.newFolderSeconds))} |`);
+      }
+      out.push(`| ${how}: memory per mounted app | ${memoryLine(s)} | context | |`);
+    }
+  }
+  out.push('');
+  return out.join('\n');
 }
 
 function gitDescription(): string {

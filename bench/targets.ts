@@ -1,96 +1,217 @@
 /**
- * The benchmark's targets: starting each server in its own child process (the portal signed in
- * once), and checking by hand that it answers the hello body before any load.
+ * The benchmark's servers and targets: starting each server in its own child process pinned to the
+ * server core (only those the chosen targets need, one at a time so start-ups do not compete), and
+ * for each target how it is loaded and how one answer is checked by hand before any load.
+ *
+ *   upstream        bench/servers/node-hello.ts: the `node` and `ws` targets, and what every proxy forwards to
+ *   koa             bench/servers/app.ts: the portal's hello app module on bare Koa
+ *   nginx           nginx -> upstream (HTTP and /ws)
+ *   chp             configurable-http-proxy -> upstream
+ *   sio             bench/servers/socketio.ts
+ *   portal-*        one portal process per portal target (so CPU, memory and profiles are per path),
+ *                   all with the same 10-app APPS_DIR: stable/hello (in-process), stable/rt (realtime),
+ *                   stable/upstream (app.json "upstream" = the upstream), 7 fillers
  */
-import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { io } from 'socket.io-client';
+import WebSocket from 'ws';
 import { freePort } from '../lib/free-port.ts';
-import { Agent } from '../tests/helpers/agent.ts';
-import { HELLO_BODY, type AppsFixture } from './fixtures.ts';
-import { childEnv, spawnServer, waitReady } from './processes.ts';
-import { HOST, LABELS, profile, RESULTS_DIR, type Target } from './settings.ts';
+import { ECHO_PAYLOAD, HELLO_BODY, HELLO_PATH, REALTIME_NAMESPACE, UPSTREAM_APP_PATH, WS_PATH, type AppsFixture } from './fixtures.ts';
+import { runSocketLoad, runWrk, type GeneratorResult, type Window } from './generators.ts';
+import { startChp, startNginx } from './peers.ts';
+import { machineToken, portalInstance, registerMachineClient, signIn, startPortal } from './portal.ts';
+import { childEnv, spawnNode, waitReady, type Child } from './processes.ts';
+import { HOST, settings, TARGETS, UNIT, type Run, type ServerId, type TargetId, type TargetSpec } from './settings.ts';
 
-const DEMO_EMAIL = 'admin@example.com';
-const DEMO_PASSWORD = 'atrium-demo';
-const SESSION_COOKIES = ['atrium.sid', 'atrium.sid.sig'];
+export interface Server {
+  id: ServerId;
+  child: Child;
+  origin: string;
+  startupMs: number;
+  /** Portals: how to reach the hello app as a client (Cookie or Authorization). */
+  headers: Record<string, string>;
+}
 
-export async function startPortal(id: 'portal10' | 'portal1000', fixture: AppsFixture, temp: string): Promise<Target> {
-  const port = await freePort(HOST);
-  const origin = `http://${HOST}:${port}`;
-  const dataDir = join(temp, `${id}-data`);
-  mkdirSync(dataDir, { recursive: true });
-  const profileArgs = profile ? ['--cpu-prof', `--cpu-prof-dir=${join(RESULTS_DIR, 'profiles', id)}`] : [];
-  const { child, output } = spawnServer(
-    [...profileArgs, 'portal/main.ts'],
-    childEnv({
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'silent',
-      PORT: String(port),
-      HOST,
-      PUBLIC_URL: origin,
-      APPS_DIR: fixture.dir,
-      DATA_DIR: dataDir,
-      DATABASE_URL: `sqlite:${join(dataDir, 'atrium.sqlite')}`,
-      SESSION_SECRET: randomBytes(32).toString('hex'),
-    }),
-  );
-  const startupMs = await waitReady(`${origin}/healthz`, child, output);
+export interface Target {
+  id: TargetId;
+  spec: TargetSpec;
+  unit: string;
+  server: Server;
+  /** The shared upstream when the server proxies to it (its CPU counts too: same core). */
+  upstream: Server | undefined;
+  /** Where the load goes, for the report. */
+  url: string;
+  load(seconds: number, window: Window): Promise<GeneratorResult>;
+  verify(): Promise<void>;
+  rssIdleMB: number | null;
+  rssAfterLoadMB: number | null;
+  runs: Run[];
+}
 
-  // Sign in once through the embedded provider, exactly as a browser does; replay the session cookie.
-  const agent = new Agent(origin);
-  const landed = await agent.login(DEMO_EMAIL, DEMO_PASSWORD, fixture.helloPath);
-  if (landed.status !== 200 || landed.text !== HELLO_BODY) {
-    throw new Error(`${id}: sign-in did not land on the hello app (${landed.status} ${landed.url}): ${landed.text.slice(0, 300)}`);
+/** The servers a set of targets needs, the upstream first (the proxies and the apps dir name its port). */
+export function serversFor(targets: TargetId[]): ServerId[] {
+  const needed = new Set<ServerId>();
+  for (const id of targets) {
+    const spec: TargetSpec = TARGETS[id];
+    needed.add(spec.server);
+    if (spec.proxiesToUpstream) needed.add('upstream');
   }
-  const cookie = SESSION_COOKIES.map((name) => {
-    const c = agent.cookie(name);
-    if (!c) throw new Error(`${id}: no ${name} cookie after sign-in`);
-    return `${c.name}=${c.value}`;
-  }).join('; ');
-  return {
-    id,
-    label: LABELS[id],
-    url: `${origin}${fixture.helloPath}`,
-    headers: { cookie, accept: '*/*' },
-    child,
-    output,
-    startupMs,
-    apps: fixture.count,
-    rssIdleMB: null,
-    rssAfterLoadMB: null,
-    runs: [],
+  const order: ServerId[] = ['upstream', 'koa', 'nginx', 'chp', 'sio', 'portal-proxied', 'portal-inproc', 'portal-bearer', 'portal-sio', 'portal-ws'];
+  return order.filter((s) => needed.has(s));
+}
+
+export async function startUpstream(): Promise<Server> {
+  const port = await freePort(HOST);
+  const origin = `http://${HOST}:${port}`;
+  const started = Date.now();
+  const child = spawnNode('upstream', settings.serverCore, ['bench/servers/node-hello.ts'], childEnv({ PORT: String(port), NODE_ENV: 'test' }));
+  const startupMs = await waitReady(`${origin}/`, child, started);
+  return { id: 'upstream', child, origin, startupMs, headers: {} };
+}
+
+export async function startServer(id: ServerId, ctx: { temp: string; fixture: AppsFixture; upstream: Server | undefined }): Promise<Server> {
+  const upstream = () => {
+    if (!ctx.upstream) throw new Error(`${id} needs the upstream`);
+    return ctx.upstream;
   };
+  switch (id) {
+    case 'upstream':
+      return startUpstream();
+    case 'koa': {
+      const port = await freePort(HOST);
+      const origin = `http://${HOST}:${port}`;
+      const started = Date.now();
+      const child = spawnNode('koa', settings.serverCore, ['bench/servers/app.ts'], childEnv({ PORT: String(port), BENCH_APP_MODULE: ctx.fixture.helloModule, NODE_ENV: 'test' }));
+      return { id, child, origin, startupMs: await waitReady(`${origin}/`, child, started), headers: {} };
+    }
+    case 'sio': {
+      const port = await freePort(HOST);
+      const origin = `http://${HOST}:${port}`;
+      const started = Date.now();
+      const child = spawnNode('socket.io', settings.serverCore, ['bench/servers/socketio.ts'], childEnv({ PORT: String(port), BENCH_NAMESPACE: REALTIME_NAMESPACE, NODE_ENV: 'test' }));
+      return { id, child, origin, startupMs: await waitReady(`${origin}/healthz`, child, started), headers: {} };
+    }
+    case 'nginx': {
+      const { server, origin, startupMs } = await startNginx(ctx.temp, Number(new URL(upstream().origin).port));
+      return { id, child: server, origin, startupMs, headers: {} };
+    }
+    case 'chp': {
+      const { server, origin, startupMs } = await startChp(upstream().origin);
+      return { id, child: server, origin, startupMs, headers: {} };
+    }
+    case 'portal-proxied':
+    case 'portal-inproc':
+    case 'portal-sio':
+    case 'portal-ws': {
+      const instance = await portalInstance(id, ctx.fixture.dir, ctx.temp);
+      const { server, startupMs } = await startPortal(instance);
+      return { id, child: server, origin: instance.origin, startupMs, headers: { Cookie: await signIn(instance) } };
+    }
+    case 'portal-bearer': {
+      const instance = await portalInstance(id, ctx.fixture.dir, ctx.temp);
+      const client = await registerMachineClient(instance);
+      const { server, startupMs } = await startPortal(instance);
+      return { id, child: server, origin: instance.origin, startupMs, headers: { Authorization: `Bearer ${await machineToken(instance, client)}` } };
+    }
+  }
 }
 
-export async function startBare(fixture: AppsFixture, cookie: string): Promise<Target> {
-  const port = await freePort(HOST);
-  const origin = `http://${HOST}:${port}`;
-  const { child, output } = spawnServer(['bench/servers/app.ts'], childEnv({ PORT: String(port), BENCH_APP_MODULE: fixture.helloModule, NODE_ENV: 'test' }));
-  const startupMs = await waitReady(`${origin}/`, child, output);
-  // The same Cookie header as the portal gets, so both parse the same bytes; bare Koa ignores it.
-  return { id: 'bare', label: LABELS.bare, url: `${origin}/`, headers: { cookie, accept: '*/*' }, child, output, startupMs, rssIdleMB: null, rssAfterLoadMB: null, runs: [] };
+/**
+ * The Cookie header every HTTP target gets: the portal's session cookie, so that baselines and
+ * proxies parse the same bytes the portal does (they ignore it; nginx and CHP pass it on).
+ */
+export function makeTarget(id: TargetId, servers: Map<ServerId, Server>, sessionCookie: string): Target {
+  const spec: TargetSpec = TARGETS[id];
+  const server = servers.get(spec.server);
+  if (!server) throw new Error(`${id}: server ${spec.server} not started`);
+  const upstream = spec.proxiesToUpstream ? servers.get('upstream') : undefined;
+  const base = { id, spec, unit: UNIT[spec.generator], server, upstream, rssIdleMB: null, rssAfterLoadMB: null, runs: [] as Run[] };
+  const http = (path: string, headers: Record<string, string>): Target => {
+    const url = `${server.origin}${path}`;
+    const all = { Accept: '*/*', ...headers };
+    return { ...base, url, load: (seconds, window) => runWrk(url, all, HELLO_BODY, seconds, window), verify: () => verifyHttp(id, url, all) };
+  };
+  const ws = (path: string): Target => {
+    const url = `${server.origin.replace(/^http/, 'ws')}${path}`;
+    return {
+      ...base,
+      url,
+      load: (seconds, window) => runSocketLoad({ kind: 'ws', url, headers: server.headers, payload: ECHO_PAYLOAD }, seconds, window),
+      verify: () => verifyWs(id, url, server.headers),
+    };
+  };
+  const sio = (): Target => ({
+    ...base,
+    url: `${server.origin}/socket.io/ namespace ${REALTIME_NAMESPACE}`,
+    load: (seconds, window) => runSocketLoad({ kind: 'sio', url: server.origin, namespace: REALTIME_NAMESPACE, headers: server.headers, payload: ECHO_PAYLOAD }, seconds, window),
+    verify: () => verifySio(id, server.origin, server.headers),
+  });
+  const cookie = { Cookie: sessionCookie };
+  switch (id) {
+    case 'node':
+    case 'koa':
+    case 'nginx':
+    case 'chp':
+      return http('/', cookie);
+    case 'proxied':
+      return http(UPSTREAM_APP_PATH, server.headers);
+    case 'inproc':
+    case 'bearer':
+      return http(HELLO_PATH, server.headers);
+    case 'sio':
+    case 'portal-sio':
+      return sio();
+    case 'ws':
+    case 'nginx-ws':
+      return ws(`/${WS_PATH}`);
+    case 'portal-ws':
+      return ws(`${UPSTREAM_APP_PATH}${WS_PATH}`);
+  }
 }
 
-export async function startSession(fixture: AppsFixture): Promise<Target> {
-  const port = await freePort(HOST);
-  const origin = `http://${HOST}:${port}`;
-  const { child, output } = spawnServer(['bench/servers/koa-session.ts'], childEnv({ PORT: String(port), BENCH_APP_MODULE: fixture.helloModule, NODE_ENV: 'test' }));
-  const startupMs = await waitReady(`${origin}/`, child, output);
-  const login = await fetch(`${origin}/__bench/login`);
-  await login.arrayBuffer();
-  const cookie = login.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
-  if (!cookie.includes('bench.sess.sig=')) throw new Error(`session: no signed session cookie from /__bench/login (${cookie})`);
-  return { id: 'session', label: LABELS.session, url: `${origin}/`, headers: { cookie, accept: '*/*' }, child, output, startupMs, rssIdleMB: null, rssAfterLoadMB: null, runs: [] };
-}
-
-/** One request by hand before any load: the answer must be the hello body, with no cookie written. */
-export async function verify(target: Target): Promise<void> {
-  const response = await fetch(target.url, { headers: target.headers, redirect: 'manual' });
+/** One request by hand: the answer must be the hello body; a cookie written on every request is worth a note. */
+async function verifyHttp(id: TargetId, url: string, headers: Record<string, string>): Promise<void> {
+  const response = await fetch(url, { headers, redirect: 'manual' });
   const body = await response.text();
   if (response.status !== 200 || body !== HELLO_BODY) {
-    throw new Error(`${target.id}: expected 200 "${HELLO_BODY.trim()}" from ${target.url}, got ${response.status}: ${body.slice(0, 300)}`);
+    throw new Error(`${id}: expected 200 "${HELLO_BODY.trim()}" from ${url}, got ${response.status}: ${body.slice(0, 300)}`);
   }
   const setCookie = response.headers.getSetCookie();
-  if (setCookie.length > 0) console.warn(`note: ${target.id} writes a cookie on every request: ${setCookie.join(' | ')}`);
+  if (setCookie.length > 0) console.warn(`note: ${id} writes a cookie on every request: ${setCookie.join(' | ')}`);
+}
+
+async function verifyWs(id: TargetId, url: string, headers: Record<string, string>): Promise<void> {
+  const socket = new WebSocket(url, { headers, perMessageDeflate: false });
+  try {
+    const reply = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no echo within 10 s')), 10_000);
+      socket.once('unexpected-response', (_req, res) => reject(new Error(`handshake answered ${res.statusCode}`)));
+      socket.once('error', reject);
+      socket.once('open', () => socket.send(ECHO_PAYLOAD));
+      socket.once('message', (data) => {
+        clearTimeout(timer);
+        resolve(String(data));
+      });
+    });
+    if (reply !== ECHO_PAYLOAD) throw new Error(`echo carried ${JSON.stringify(reply)}`);
+  } catch (err) {
+    throw new Error(`${id}: websocket ${url}: ${(err as Error).message}`);
+  } finally {
+    socket.terminate();
+  }
+}
+
+async function verifySio(id: TargetId, origin: string, headers: Record<string, string>): Promise<void> {
+  const socket = io(`${origin}${REALTIME_NAMESPACE}`, { path: '/socket.io/', transports: ['websocket'], reconnection: false, forceNew: true, timeout: 10_000, extraHeaders: headers });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('connect_error', (err) => reject(new Error(`connect_error: ${err.message}`)));
+    });
+    const reply: unknown = await socket.timeout(10_000).emitWithAck('echo', ECHO_PAYLOAD);
+    if (reply !== ECHO_PAYLOAD) throw new Error(`ack carried ${JSON.stringify(reply)}`);
+  } catch (err) {
+    throw new Error(`${id}: socket.io ${origin}${REALTIME_NAMESPACE}: ${(err as Error).message}`);
+  } finally {
+    socket.close();
+  }
 }
