@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../lib/cli.ts';
 import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
 import { passwordProblem } from '../lib/directory/passwords.ts';
@@ -268,8 +268,15 @@ describe('reset links', () => {
     expect((await cli('users', 'reset-link', 'ghost@example.com')).code).toBe(1);
     expect((await cli('users', 'reset-link', 'mover@example.com', '--hours', '0')).code).toBe(2);
     expect((await cli('users', 'reset-link', 'mover@example.com', '--hours', '1000')).err).toMatch(/at most 168 hours/);
-    const short = JSON.parse((await cli('users', 'reset-link', 'mover@example.com', '--hours', '2', '--json')).out) as { expiresAt: string };
-    expect(Date.parse(short.expiresAt) - Date.now()).toBeLessThanOrEqual(2 * 3600_000);
+    // A fixed clock: --hours 2 means exactly two hours from now.
+    const now = Date.parse('2026-12-01T12:00:00Z');
+    vi.useFakeTimers({ toFake: ['Date'], now });
+    try {
+      const short = JSON.parse((await cli('users', 'reset-link', 'mover@example.com', '--hours', '2', '--json')).out) as { expiresAt: string };
+      expect(Date.parse(short.expiresAt)).toBe(now + 2 * 3600_000);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('the sign-in page links to "Forgot password?", which says to ask an administrator and names none', async () => {

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openDatabase } from '../../lib/db/database.ts';
 import { migrateToLatest } from '../../lib/db/migrate.ts';
 import type { Database } from '../../lib/db/schema.ts';
@@ -258,7 +258,9 @@ describe('applyWebhookEvent', () => {
     });
 
   it('creates a user, audits it as the webhook, and records the event id', async () => {
-    const before = Date.now();
+    // A fixed clock: the stored receipt time is exactly "now", not a range around it.
+    const now = Date.parse('2026-12-01T12:00:00Z');
+    vi.useFakeTimers({ toFake: ['Date'], now });
     const outcome = await applyWebhookEvent(deps(), event('c-1', 'user.created', { sub: 'hook|1', email: 'one@corp.example', name: 'One', picture: null }));
     expect(outcome).toBe('applied');
     expect(await users.bySub('hook|1')).toMatchObject({ email: 'one@corp.example', name: 'One' });
@@ -266,8 +268,8 @@ describe('applyWebhookEvent', () => {
     expect(rows.at(-1)).toMatchObject({ actor: 'webhook:idp', action: 'user.sync_create', target: 'user:one@corp.example', before: null });
     expect(JSON.parse(rows.at(-1)!.after!)).toEqual({ email: 'one@corp.example', name: 'One', picture: null });
     const stored = await database.db.selectFrom('webhook_events').selectAll().where('id', '=', 'c-1').executeTakeFirstOrThrow();
-    expect(stored.received_at).toBeGreaterThanOrEqual(before);
-    expect(stored.received_at).toBeLessThanOrEqual(Date.now());
+    vi.useRealTimers();
+    expect(stored.received_at).toBe(now);
   });
 
   it('treats a repeated event id as a no-op', async () => {
