@@ -4,6 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../lib/free-port.ts';
+// The same readiness wait as a throwaway Redis (the AOF is loaded before it says it is ready).
+import { readyOrFail } from './private-redis.ts';
 
 export interface PersistentRedis {
   port: number;
@@ -22,7 +24,6 @@ export interface PersistentRedis {
   destroy(): Promise<void>;
 }
 
-const READY_DEADLINE_MS = 20_000;
 
 /**
  * A Redis server of the test's own that persists as production's must (AOF, `appendonly yes`,
@@ -61,32 +62,4 @@ export async function startPersistentRedis(): Promise<PersistentRedis> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** Resolves once the server accepts connections (its AOF loaded); rejects if it exits or takes too long. */
-function readyOrFail(child: ChildProcess, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let output = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`redis-server on port ${port} was not ready in time:\n${output}`));
-    }, READY_DEADLINE_MS);
-    const settle = (error?: Error) => {
-      clearTimeout(timer);
-      child.stdout?.removeAllListeners('data');
-      child.removeAllListeners('exit');
-      // Keep draining its output so a chatty server never blocks on a full pipe.
-      child.stdout?.resume();
-      child.stderr?.resume();
-      if (error) reject(error);
-      else resolve();
-    };
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (/ready to accept connections/i.test(output)) settle();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.once('exit', (code) => settle(new Error(`redis-server on port ${port} exited (${code}) before it was ready:\n${output}`)));
-    child.once('error', (err) => settle(err));
-  });
 }

@@ -32,7 +32,7 @@ export async function startPrivateRedis(port?: number): Promise<PrivateRedis> {
 }
 
 /** Resolves once the server says it accepts connections; rejects if it exits or takes too long. */
-function readyOrFail(child: ChildProcess, port: number): Promise<void> {
+export function readyOrFail(child: ChildProcess, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     let output = '';
     const timer = setTimeout(() => {
