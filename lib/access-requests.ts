@@ -107,6 +107,28 @@ export class AccessRequests {
     return (await this.select().where('r.user_id', '=', userId).orderBy('r.id', 'desc').limit(limit).execute()).map(AccessRequests.toRecord);
   }
 
+  /** The levels a user has asked for that no administrator has decided yet (the 403 page's "Pending"). */
+  async pendingLevels(userId: number): Promise<Level[]> {
+    const rows = await this.database.db.selectFrom('access_requests').select('level').where('user_id', '=', userId).where('status', '=', 'pending').execute();
+    return rows.map((r) => r.level).filter(isLevel);
+  }
+
+  /**
+   * When each of a user's timed memberships ends (an approval "for 7 days", or an admin's), by group,
+   * soonest first: /profile shows them beside the groups.
+   */
+  async membershipEnds(userId: number): Promise<{ group: string; expiresAt: number }[]> {
+    const rows = await this.db
+      .selectFrom('membership_expiries as x')
+      .innerJoin('groups as g', 'g.id', 'x.group_id')
+      .select(['g.name', 'x.expires_at'])
+      .where('x.user_id', '=', userId)
+      .orderBy('x.expires_at')
+      .orderBy('g.name')
+      .execute();
+    return rows.map((r: any) => ({ group: String(r.name), expiresAt: Number(r.expires_at) }));
+  }
+
   /** Approves (permanently, or for `days` of GRANT_DAYS) or denies a pending request. */
   async decide(actor: Actor, id: number, decision: 'approved' | 'denied', note?: string, options: { days?: number; now?: number } = {}): Promise<AccessRequest> {
     const { days } = options;

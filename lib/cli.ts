@@ -12,6 +12,7 @@ import { embeddedProviderSessions, idpSidOf } from './sessions/provider-sessions
 import { SqlSessionStore } from './sessions/sql-store.ts';
 import type { SessionStore } from './sessions/store.ts';
 import { forgetAccount, listMachineClients, registerMachineClient, removeMachineClient } from './db/oidc-payloads.ts';
+import { FactorDirectory } from './factors/factor-directory.ts';
 
 export const USAGE = `Usage: npm run atrium -- <command> [options]
 
@@ -21,9 +22,13 @@ export const USAGE = `Usage: npm run atrium -- <command> [options]
   users disable <email> | users enable <email>  block or unblock sign-in; disabling ends sessions
   users reset-link <email> [--hours H]          a one-time link to set a new password (local
                                                 accounts; valid H hours, default 24); shown once
+  users reset-factors <email>                   remove every second factor and recovery code of
+                                                a local account (a lost device)
   groups list                                   groups, levels and nesting
   groups create <name> [--level L] [--description D]
   groups delete <name>
+  groups require-factor <name> [--off]          members must sign in with a second factor
+                                                (--off: no longer)
   groups nest <child> <parent>                  members of <child> inherit <parent>
   groups unnest <child> <parent>
   members add <group> <email>
@@ -150,6 +155,19 @@ export async function runCli(
         if (level !== undefined && !isLevel(level)) throw new UsageError(`--level must be one of ${LEVELS.join(', ')}`);
         const group = await admin.createGroup(actor, { name: arg(0, 'name'), level: (level as Level | undefined) ?? null, description: values.description });
         print(group, () => `Created group ${group.name}${group.level ? ` granting ${group.level}` : ''}.`);
+        return 0;
+      }
+      case 'users reset-factors': {
+        const user = await admin.resolveUser(arg(0, 'email'));
+        const removed = await new FactorDirectory({ database, access: await AccessIndex.load(database), audit: new AuditLog(database) }).resetAll(actor, user);
+        print({ user: user.email ?? user.sub, removed }, () => `Removed ${removed} second factor${removed === 1 ? '' : 's'} and the recovery codes of ${user.email ?? user.sub}.`);
+        return 0;
+      }
+      case 'groups require-factor': {
+        const name = arg(0, 'name');
+        const required = values.off !== true;
+        await new FactorDirectory({ database, access: await AccessIndex.load(database), audit: new AuditLog(database) }).setGroupRequirement(actor, name, required);
+        print({ group: name, secondFactorRequired: required }, () => (required ? `Members of ${name} must now sign in with a second factor.` : `Members of ${name} no longer need a second factor.`));
         return 0;
       }
       case 'groups delete': {
@@ -297,6 +315,7 @@ function parse(argv: string[]) {
       'password-file': { type: 'string' },
       session: { type: 'string' },
       hours: { type: 'string' },
+      off: { type: 'boolean' },
     },
   });
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseAppOrigin, type AppOriginPattern } from './apps/origins.ts';
 import { ConfigError } from './errors.ts';
+import { readProvidersFile, severalProviders, singleProvider, type ProviderConfig } from './providers/provider-config.ts';
 
 /**
  * The portal's whole configuration, read once from the environment (and `.env`, loaded by the
@@ -79,6 +80,11 @@ const rawSchema = z.object({
   OIDC_AUDIENCE: optionalString,
   OIDC_SCOPE: optionalString,
   ACCESS_CLAIM: optionalString,
+  // Provider groups and several providers (issue 14): lib/providers/.
+  GROUPS_CLAIM: optionalString,
+  GROUP_RULES: optionalString,
+  PROVIDERS: optionalString,
+  PROVIDERS_FILE: optionalString,
   ALLOW_HTTP: booleanFlag,
   IDP_HOOK_SECRET: optionalString,
   // Above the idle timeouts of the common balancers (AWS ALB 60 s, nginx upstream keep-alive 60 s,
@@ -126,8 +132,14 @@ export interface Config {
   sessionLifetimeSeconds: number;
   /** Access-token lifetime of the embedded provider (short: the portal refreshes silently). */
   idpAccessTokenTtlSeconds: number;
+  /**
+   * Every provider people sign in with, in the order the sign-in chooser lists them: from PROVIDERS
+   * or PROVIDERS_FILE, else the one OIDC_ISSUER names (or the embedded one). `oidc` below is the
+   * first of them as before, for what knows only one provider.
+   */
+  providers: ProviderConfig[];
   oidc: {
-    /** undefined: the embedded provider at `/idp`. */
+    /** undefined: the embedded provider at `/idp` (with PROVIDERS: when one of them is embedded). */
     issuer: URL | undefined;
     clientId: string;
     clientSecret: string | undefined;
@@ -159,8 +171,7 @@ export interface Config {
   upstreamTimeoutSeconds: number;
 }
 
-const DEFAULT_SCOPE = 'openid profile email offline_access';
-export const EMBEDDED_CLIENT_ID = 'atrium-portal';
+export { EMBEDDED_CLIENT_ID } from './providers/provider-config.ts';
 
 function parseDatabaseUrl(value: string, problems: string[]): DatabaseTarget {
   if (value.startsWith('sqlite:')) {
@@ -224,6 +235,39 @@ function parseEachVariable(env: NodeJS.ProcessEnv, problems: string[]): RawConfi
   return out as RawConfig;
 }
 
+/**
+ * PROVIDERS or PROVIDERS_FILE (several providers), else the single-provider variables, which keep
+ * working as they always have. Mixing the two would leave it unclear which wins, so it is refused.
+ */
+function parseProviders(raw: RawConfig, ctx: { problems: string[]; production: boolean; allowHttp: boolean; env: NodeJS.ProcessEnv }): ProviderConfig[] {
+  const { problems } = ctx;
+  const several = raw.PROVIDERS ?? raw.PROVIDERS_FILE;
+  if (raw.PROVIDERS !== undefined && raw.PROVIDERS_FILE !== undefined) problems.push('PROVIDERS/PROVIDERS_FILE: set one of them, not both');
+  if (several !== undefined) {
+    const single = (['OIDC_ISSUER', 'OIDC_CLIENT_ID', 'OIDC_CLIENT_SECRET', 'OIDC_SCOPE', 'ACCESS_CLAIM', 'GROUPS_CLAIM', 'GROUP_RULES', 'OIDC_LOGOUT_URL'] as const).filter((k) => raw[k] !== undefined);
+    if (single.length > 0) problems.push(`PROVIDERS: also set are ${single.join(', ')}; with PROVIDERS each provider's settings go in its entry (issuer, clientId, clientSecret, scope, accessClaim, groupsClaim, groupRules, logoutUrl)`);
+    const text = raw.PROVIDERS ?? readProvidersFile(raw.PROVIDERS_FILE as string, problems);
+    if (text === undefined) return [];
+    return severalProviders({ name: raw.PROVIDERS !== undefined ? 'PROVIDERS' : 'PROVIDERS_FILE', text }, ctx);
+  }
+  return [
+    singleProvider(
+      {
+        issuer: raw.OIDC_ISSUER,
+        clientId: raw.OIDC_CLIENT_ID,
+        clientSecret: raw.OIDC_CLIENT_SECRET,
+        audience: raw.OIDC_AUDIENCE,
+        scope: raw.OIDC_SCOPE,
+        accessClaim: raw.ACCESS_CLAIM,
+        groupsClaim: raw.GROUPS_CLAIM,
+        groupRules: raw.GROUP_RULES,
+        logoutUrl: raw.OIDC_LOGOUT_URL,
+      },
+      ctx,
+    ),
+  ];
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
   const raw = parseEachVariable(env, problems);
@@ -256,21 +300,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push(`REDIS_URL: must start with redis:// or rediss://, got "${redact(raw.REDIS_URL)}"`);
   }
 
-  const issuer = raw.OIDC_ISSUER === undefined ? undefined : parseUrl('OIDC_ISSUER', raw.OIDC_ISSUER, problems);
-  if (issuer && !raw.OIDC_CLIENT_ID) problems.push('OIDC_CLIENT_ID: required when OIDC_ISSUER is set');
-  if (!raw.OIDC_ISSUER && (raw.OIDC_CLIENT_ID || raw.OIDC_CLIENT_SECRET)) {
-    problems.push('OIDC_CLIENT_ID/OIDC_CLIENT_SECRET: set OIDC_ISSUER too, or unset both to use the embedded provider');
-  }
-  if (production && issuer?.protocol === 'http:' && !raw.ALLOW_HTTP) {
-    problems.push('OIDC_ISSUER: production needs an https issuer; set ALLOW_HTTP=1 to allow http');
-  }
-  const scope = raw.OIDC_SCOPE ?? DEFAULT_SCOPE;
-  if (!scope.split(/\s+/).includes('openid')) problems.push(`OIDC_SCOPE: must include "openid", got "${scope}"`);
+  const providers = parseProviders(raw, { problems, production, allowHttp: raw.ALLOW_HTTP, env });
+  const main = providers.find((p) => p.embedded) ?? providers[0];
+  const several = raw.PROVIDERS !== undefined || raw.PROVIDERS_FILE !== undefined;
 
   if (raw.SESSION_IDLE_TIMEOUT > raw.SESSION_MAX_LIFETIME) {
     problems.push(`SESSION_IDLE_TIMEOUT (${raw.SESSION_IDLE_TIMEOUT}s) is longer than SESSION_MAX_LIFETIME (${raw.SESSION_MAX_LIFETIME}s); make it shorter`);
   }
-  if (raw.OIDC_LOGOUT_URL !== undefined) parseUrl('OIDC_LOGOUT_URL', raw.OIDC_LOGOUT_URL.replace(/\{(returnTo|clientId)\}/g, 'x'), problems);
   if (raw.IDP_HOOK_SECRET !== undefined && raw.IDP_HOOK_SECRET.length < 32) {
     problems.push('IDP_HOOK_SECRET: use at least 32 random characters (openssl rand -hex 32)');
   }
@@ -310,14 +346,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sessionIdleSeconds: raw.SESSION_IDLE_TIMEOUT,
     sessionLifetimeSeconds: raw.SESSION_MAX_LIFETIME,
     idpAccessTokenTtlSeconds: raw.IDP_ACCESS_TOKEN_TTL,
+    providers,
+    // With an embedded provider among several, this describes it: it is the one at /idp.
     oidc: {
-      issuer,
-      clientId: raw.OIDC_CLIENT_ID ?? EMBEDDED_CLIENT_ID,
-      clientSecret: raw.OIDC_CLIENT_SECRET,
-      audience: raw.OIDC_AUDIENCE,
-      scope,
-      accessClaim: raw.ACCESS_CLAIM ?? 'scope',
-      logoutUrl: raw.OIDC_LOGOUT_URL,
+      issuer: main?.embedded ? undefined : main?.issuer,
+      clientId: main?.clientId ?? '',
+      clientSecret: main?.clientSecret,
+      audience: main?.embedded && several ? undefined : main?.audience,
+      scope: main?.scope ?? '',
+      accessClaim: main?.accessClaim ?? 'scope',
+      logoutUrl: main?.logoutUrl,
     },
     hookSecret: raw.IDP_HOOK_SECRET,
     keepAliveSeconds: raw.KEEP_ALIVE_TIMEOUT,

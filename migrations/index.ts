@@ -5,6 +5,9 @@ import * as sessionIdpSid from './20261123T140000_session_idp_sid.ts';
 import * as exactEmail from './20261201T120000_exact_email.ts';
 import * as passwordResets from './20261201T150000_password_resets.ts';
 import * as timedMemberships from './20261201T170000_timed_memberships.ts';
+import * as providerIdentities from './20261202T100000_provider_identities.ts';
+import * as secondFactors from './20261202T110000_second_factors.ts';
+import * as recentApps from './20261202T120000_recent_apps.ts';
 
 /**
  * Every migration, by name, in the order they apply. Listed explicitly rather than read from the
@@ -17,4 +20,7 @@ export const migrations: Record<string, Migration> = {
   '20261201T120000_exact_email': exactEmail,
   '20261201T150000_password_resets': passwordResets,
   '20261201T170000_timed_memberships': timedMemberships,
+  '20261202T100000_provider_identities': providerIdentities,
+  '20261202T110000_second_factors': secondFactors,
+  '20261202T120000_recent_apps': recentApps,
 };

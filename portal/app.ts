@@ -24,6 +24,7 @@ import type { Realtime } from './apps/realtime.ts';
 import type { Supervisor } from './apps/supervisor.ts';
 import { adminRoutes } from './console/admin/index.ts';
 import { pageRoutes } from './console/launcher.ts';
+import { RecentApps } from '../lib/recent-apps.ts';
 import { profileRoutes } from './console/profile.ts';
 import { buildDirectory } from './directory/directory.ts';
 import { hookRoutes } from './directory/provider-webhook.ts';
@@ -147,7 +148,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   // (Routers type their context more narrowly than the pipeline's; each is a Koa middleware all the same.)
   const pipeline: (Koa.Middleware<any, any> | false)[] = [
     metrics.middleware(),
-    errorHandler(views, log, origin),
+    errorHandler(views, log, origin, { pendingLevels: (userId) => directory.requests.pendingLevels(userId) }),
     hardening({ secureCookies: config.secureCookies }),
     hostGuard(hosts, app.proxy),
     // Requests for an app's own origin are answered here and go no further.
@@ -163,7 +164,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     // The provider builds its URLs from the request: it is told PUBLIC_URL's scheme and host.
     !!embedded && addressedToPublicUrl(EMBEDDED_PREFIX, config.publicUrl, app.proxy),
     !!embedded &&
-      interactionRoutes({ provider: embedded.provider, users: directory.users, views, config, demo: config.env !== 'production', throttle: new LoginThrottle(cluster?.redis), appTitle: (tier, name) => apps.table.get(tier, name)?.title }).routes(),
+      interactionRoutes({ provider: embedded.provider, users: directory.users, views, config, demo: config.env !== 'production', throttle: new LoginThrottle(cluster?.redis), factors: directory.factors, appTitle: (tier, name) => apps.table.get(tier, name)?.title }).routes(),
     !!embedded && withQuietAsyncHooks(EMBEDDED_PREFIX, mount(EMBEDDED_PREFIX, embedded.provider)),
     sessionMiddleware(app, sessions, { maxAgeMs: limits.lifetimeMs, secure: config.secureCookies }),
     sessionLifecycle({ limits, refresher, accessClaim, tokenGrantsLevel, log }),
@@ -171,17 +172,19 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     apps.dispatch,
     metrics.route(),
     !!origins && handoffRoutes({ pattern: origins.pattern, table: apps.table, sessions: origins.sessions, reader: apps.reader, views }).routes(),
-    authRoutes({ rp, users: directory.users, audit: directory.audit, views, log, publicOrigin: origin, secureCookies: config.secureCookies, tokenGrantsLevel, onLogin: (id, profile) => directory.profileCache.set(id, profile) }).routes(),
+    authRoutes({ rp, identity, users: directory.users, audit: directory.audit, views, log, publicOrigin: origin, secureCookies: config.secureCookies, tokenGrantsLevel, onLogin: (id, profile) => directory.profileCache.set(id, profile) }).routes(),
     pageRoutes({
       apps: apps.table,
       views,
       log,
       requests: directory.requests,
+      recent: new RecentApps(database),
+      publicOrigin: origin,
       failures: () => apps.registry.failures(),
       supervisor: apps.supervisor,
       ...(origins ? { hrefOf: (a: MountedApp) => `${appOrigin(origins.pattern, a.tier, a.name)}/` } : {}),
     }).routes(),
-    profileRoutes({ profiles: directory.profiles, requests: directory.requests, admin: directory.admin, views, publicOrigin: origin }).routes(),
+    profileRoutes({ factors: directory.factors, profiles: directory.profiles, requests: directory.requests, admin: directory.admin, views, publicOrigin: origin }).routes(),
     adminRoutes({ ...directory, sessions, registry: apps.registry, supervisor: apps.supervisor, views, publicOrigin: origin }).routes(),
   ];
   for (const middleware of pipeline) if (middleware) app.use(middleware);

@@ -18,7 +18,7 @@ for (const dialect of DIALECTS) {
     beforeAll(async () => {
       testDb = await createTestDatabase(dialect);
       database = await openDatabase(testDb.target);
-      expect(await migrateToLatest(database)).toEqual(['20261123T120000_initial', '20261123T130000_directory_admin', '20261123T140000_session_idp_sid', '20261201T120000_exact_email', '20261201T150000_password_resets', '20261201T170000_timed_memberships']);
+      expect(await migrateToLatest(database)).toEqual(['20261123T120000_initial', '20261123T130000_directory_admin', '20261123T140000_session_idp_sid', '20261201T120000_exact_email', '20261201T150000_password_resets', '20261201T170000_timed_memberships', '20261202T100000_provider_identities', '20261202T110000_second_factors', '20261202T120000_recent_apps']);
       expect(await migrateToLatest(database)).toEqual([]); // idempotent
       users = new UserDirectory(database);
       groups = new GroupDirectory(database);

@@ -94,7 +94,7 @@ for (const dialect of DIALECTS) {
           .insertInto('users')
           .values([row('decomposed', ' Rene\u0301@Example.com '), row('plain', 'stable@example.com'), row('none', null), row('blank', '   ')])
           .execute();
-        expect(await migrateToLatest(database)).toEqual(['20261201T120000_exact_email', '20261201T150000_password_resets', '20261201T170000_timed_memberships']);
+        expect(await migrateToLatest(database)).toEqual(['20261201T120000_exact_email', '20261201T150000_password_resets', '20261201T170000_timed_memberships', '20261202T100000_provider_identities', '20261202T110000_second_factors', '20261202T120000_recent_apps']);
 
         const emails = await database.db.selectFrom('users').select(['sub', 'email']).orderBy('sub').execute();
         expect(emails).toEqual([

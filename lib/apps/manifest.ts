@@ -16,6 +16,8 @@ export const manifestSchema = z
       .refine((v) => /^https?:\/\//.test(v), 'must be an http(s) URL')
       .optional(),
     command: z.string().trim().min(1).max(1000).optional(),
+    /** true: only sessions whose sign-in used a second factor get in (step-up otherwise). */
+    mfa: z.boolean({ error: 'must be true or false' }).optional(),
   })
   .strict()
   .refine((m) => !m.command || m.upstream, { message: '"command" needs "upstream" (where the started process listens)', path: ['command'] });

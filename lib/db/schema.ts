@@ -26,6 +26,8 @@ export interface GroupsTable {
   description: string;
   builtin: ColumnType<number, number | undefined, number>;
   created_at: number;
+  /** 1: members must have a second factor before they get a session. */
+  requires_second_factor: ColumnType<number, number | undefined, number>;
 }
 
 export interface GroupNestingTable {
@@ -103,6 +105,54 @@ export interface WebhookEventsTable {
   received_at: number;
 }
 
+/** A second factor: 'totp' (secret, last_step) or 'passkey' (credential_id, public_key, counter, transports). */
+export interface UserFactorsTable {
+  id: Generated<number>;
+  user_id: number;
+  kind: string;
+  label: string;
+  secret: string | null;
+  last_step: number | null;
+  credential_id: string | null;
+  public_key: string | null;
+  counter: number | null;
+  transports: string | null;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+/** Single-use recovery codes: only their SHA-256 (hex). */
+export interface RecoveryCodesTable {
+  id: Generated<number>;
+  user_id: number;
+  code_hash: string;
+  created_at: number;
+  used_at: number | null;
+}
+
+/** Which provider account (issuer and subject together) a user stands for. */
+export interface ProviderIdentitiesTable {
+  issuer: string;
+  subject: string;
+  user_id: number;
+  created_at: number;
+}
+
+/** Memberships a provider's groups claim grants (replaced at every sign-in and refresh); `provider` is its configured id. */
+export interface ProviderMembershipsTable {
+  group_id: number;
+  user_id: number;
+  provider: string;
+  created_at: number;
+}
+
+/** The apps each user opened last from the launcher (`app` is `tier/name`); the newest few are kept. */
+export interface RecentAppsTable {
+  user_id: number;
+  app: string;
+  opened_at: number;
+}
+
 export interface DB {
   users: UsersTable;
   groups: GroupsTable;
@@ -115,6 +165,11 @@ export interface DB {
   access_requests: AccessRequestsTable;
   profile_fields: ProfileFieldsTable;
   webhook_events: WebhookEventsTable;
+  provider_identities: ProviderIdentitiesTable;
+  provider_memberships: ProviderMembershipsTable;
+  user_factors: UserFactorsTable;
+  recovery_codes: RecoveryCodesTable;
+  recent_apps: RecentAppsTable;
 }
 
 export type Dialect = 'sqlite' | 'mysql';

@@ -27,6 +27,12 @@ export class AccessIndex {
   private disabled = new Set<number>();
   /** Subject → user id, for users the directory says something about (members, disabled). */
   private idBySub = new Map<string, number>();
+  /** Issuer and subject (identityKey) → user id, for the same users. */
+  private idByIdentity = new Map<string, number>();
+  private withIdentity = new Set<number>();
+  private subById = new Map<number, string>();
+  /** Local accounts (of the embedded provider) among them. */
+  private local = new Set<number>();
   private ancestorsMemo = new Map<number, number[]>();
   private grantMemo = new Map<number, DirectoryGrant>();
 
@@ -38,16 +44,33 @@ export class AccessIndex {
 
   async reload(database: Database): Promise<void> {
     const db = database.db;
-    const [groupRows, nestingRows, memberRows, disabledRows] = await Promise.all([
+    // A user's memberships are the admins' (group_members) and the providers' (provider_memberships,
+    // replaced at every sign-in and refresh): both nest and grant alike.
+    const [groupRows, nestingRows, memberRows, managedRows, disabledRows] = await Promise.all([
       db.selectFrom('groups').select(['id', 'name', 'level']).execute(),
       db.selectFrom('group_nesting').select(['parent_id', 'child_id']).execute(),
       db.selectFrom('group_members').select(['group_id', 'user_id']).execute(),
-      db.selectFrom('users').select(['id', 'sub']).where('disabled_at', 'is not', null).execute(),
+      db.selectFrom('provider_memberships').select(['group_id', 'user_id']).execute(),
+      db.selectFrom('users').select(['id', 'sub', 'password_hash']).where('disabled_at', 'is not', null).execute(),
     ]);
     const memberSubs = await db
       .selectFrom('users')
-      .select(['id', 'sub'])
-      .where('id', 'in', db.selectFrom('group_members').select('user_id'))
+      .select(['id', 'sub', 'password_hash'])
+      .where((eb) => eb.or([eb('id', 'in', db.selectFrom('group_members').select('user_id')), eb('id', 'in', db.selectFrom('provider_memberships').select('user_id'))]))
+      .execute();
+    // Which provider account each of those users is, so a bearer token's issuer and subject find
+    // the right one (two providers may use the same subject for two people). Only for those users,
+    // picked by the database: many signed-in users in no group cost this index nothing.
+    const identityRows = await db
+      .selectFrom('provider_identities')
+      .select(['issuer', 'subject', 'user_id'])
+      .where((eb) =>
+        eb.or([
+          eb('user_id', 'in', db.selectFrom('group_members').select('user_id')),
+          eb('user_id', 'in', db.selectFrom('provider_memberships').select('user_id')),
+          eb('user_id', 'in', db.selectFrom('users').select('id').where('disabled_at', 'is not', null)),
+        ]),
+      )
       .execute();
     const groups = new Map<number, GroupNode>();
     for (const g of groupRows) {
@@ -55,8 +78,9 @@ export class AccessIndex {
     }
     for (const n of nestingRows) groups.get(Number(n.child_id))?.parents.push(Number(n.parent_id));
     const membership = new Map<number, number[]>();
-    for (const m of memberRows) {
+    for (const m of [...memberRows, ...managedRows]) {
       const list = membership.get(Number(m.user_id)) ?? [];
+      // A group held both ways appears twice; grantFor and explain count each group once anyway.
       list.push(Number(m.group_id));
       membership.set(Number(m.user_id), list);
     }
@@ -65,6 +89,10 @@ export class AccessIndex {
     this.membership = membership;
     this.disabled = new Set(disabledRows.map((r) => Number(r.id)));
     this.idBySub = new Map([...memberSubs, ...disabledRows].map((r) => [r.sub, Number(r.id)]));
+    this.idByIdentity = new Map(identityRows.map((r) => [identityKey(r.issuer, r.subject), Number(r.user_id)]));
+    this.withIdentity = new Set(identityRows.map((r) => Number(r.user_id)));
+    this.subById = new Map([...memberSubs, ...disabledRows].map((r) => [Number(r.id), r.sub]));
+    this.local = new Set([...memberSubs, ...disabledRows].filter((r) => r.password_hash !== null).map((r) => Number(r.id)));
     this.ancestorsMemo = new Map();
     this.grantMemo = new Map();
   }
@@ -89,6 +117,26 @@ export class AccessIndex {
   /** The directory id of a subject the directory knows something about (bearer tokens). */
   userIdOf(sub: string): number | undefined {
     return this.idBySub.get(sub);
+  }
+
+  /**
+   * The directory id of a provider account the directory knows something about: by issuer and
+   * subject; for a user from before provider identities were recorded, by the Atrium subject
+   * (`legacy`, given only for a provider whose subjects are Atrium's own, saying whether it is the
+   * embedded one, whose accounts are the local ones).
+   */
+  userIdOfIdentity(issuer: string, subject: string, legacy?: { sub: string; local: boolean }): number | undefined {
+    const id = this.idByIdentity.get(identityKey(issuer, subject));
+    if (id !== undefined || legacy === undefined) return id;
+    const found = this.idBySub.get(legacy.sub);
+    // Someone else's identity that happens to share the Atrium subject is not this account, and a
+    // local account is the embedded provider's alone (see ProviderAccounts).
+    return found !== undefined && !this.withIdentity.has(found) && this.local.has(found) === legacy.local ? found : undefined;
+  }
+
+  /** The Atrium subject of a user the index knows (userIdOfIdentity's answers). */
+  subjectOf(userId: number): string | undefined {
+    return this.subById.get(userId);
   }
 
   /** Disabled accounts: their sessions stop working at the next request. */
@@ -140,4 +188,9 @@ export class AccessIndex {
     this.grantMemo.set(userId, grant);
     return grant;
   }
+}
+
+/** One string for an issuer and a subject; a newline is in neither (both come from validated JWTs). */
+export function identityKey(issuer: string, subject: string): string {
+  return `${issuer}\n${subject}`;
 }

@@ -17,8 +17,12 @@ export interface NestingEdge {
   child: string;
 }
 
-/** Group names: short, lowercase, safe in URLs and in a CLI argument. */
-export const GROUP_NAME = /^[a-z0-9][a-z0-9._-]{0,99}$/;
+/**
+ * Group names: short, lowercase, safe in URLs and in a CLI argument. An optional `namespace:` in
+ * front (`idp:engineering`) is where provider groups are mapped one-to-one (lib/providers/): a sync
+ * creates only such namespaced groups, never plain ones, so it cannot squat an admin's name.
+ */
+export const GROUP_NAME = /^(?=.{1,100}$)(?:[a-z0-9][a-z0-9_-]{0,29}:)?[a-z0-9][a-z0-9._-]*$/;
 const DESCRIPTION_MAX = 500;
 
 /** Nesting the directory always keeps: admin ⊂ devel ⊂ ea ⊂ stable (each child inherits its parent). */
@@ -91,7 +95,7 @@ export class GroupDirectory {
 
   async create(input: { name: string; level?: Level | null; description?: string }): Promise<GroupRecord> {
     const name = input.name.trim();
-    if (!GROUP_NAME.test(name)) throw new BadRequestError('A group name is 1-100 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit.', { code: 'bad_group_name' });
+    if (!GROUP_NAME.test(name)) throw new BadRequestError('A group name is 1-100 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, optionally after a "namespace:" (idp:engineering).', { code: 'bad_group_name' });
     const description = (input.description ?? '').trim();
     if (description.length > DESCRIPTION_MAX) throw new BadRequestError(`A description is at most ${DESCRIPTION_MAX} characters.`);
     if (input.level != null && !isLevel(input.level)) throw new BadRequestError(`A level is one of ${LEVELS.join(', ')}.`);
@@ -208,7 +212,11 @@ export class GroupDirectory {
       const group = await this.byName(groupName);
       await this.expiries().deleteFrom('membership_expiries').where('group_id', '=', group.id).where('user_id', '=', userId).execute();
       const result = await this.db.deleteFrom('group_members').where('group_id', '=', group.id).where('user_id', '=', userId).executeTakeFirst();
-      return Number(result.numDeletedRows) > 0;
+      if (Number(result.numDeletedRows) > 0) return true;
+      // A membership the provider manages comes back at the next sign-in: it is changed at the provider.
+      const managed = await this.db.selectFrom('provider_memberships').select('provider').where('group_id', '=', group.id).where('user_id', '=', userId).executeTakeFirst();
+      if (managed) throw new ConflictError(`This membership of "${group.name}" is managed by the identity provider "${managed.provider}"; change it there.`, 'managed_by_provider', { provider: managed.provider });
+      return false;
     });
   }
 
@@ -235,19 +243,40 @@ export class GroupDirectory {
     return this.db as unknown as Kysely<any>;
   }
 
-  async members(groupName: string): Promise<{ id: number; email: string | null; name: string | null; sub: string }[]> {
+  /**
+   * Direct members: those an admin added, and those an identity provider's groups claim put there
+   * (`managedBy` names the provider; null when an admin's membership exists, which a sync never
+   * touches). The console shows the latter as managed by the provider, with nothing to edit.
+   */
+  async members(groupName: string): Promise<{ id: number; email: string | null; name: string | null; sub: string; managedBy: string | null }[]> {
     const group = await this.byName(groupName);
-    return this.db
-      .selectFrom('group_members as m')
-      .innerJoin('users as u', 'u.id', 'm.user_id')
-      .select(['u.id', 'u.email', 'u.name', 'u.sub'])
-      .where('m.group_id', '=', group.id)
-      .orderBy('u.email')
-      .execute();
+    const [admins, managed] = await Promise.all([
+      this.db
+        .selectFrom('group_members as m')
+        .innerJoin('users as u', 'u.id', 'm.user_id')
+        .select(['u.id', 'u.email', 'u.name', 'u.sub'])
+        .where('m.group_id', '=', group.id)
+        .execute(),
+      this.db
+        .selectFrom('provider_memberships as m')
+        .innerJoin('users as u', 'u.id', 'm.user_id')
+        .select(['u.id', 'u.email', 'u.name', 'u.sub', 'm.provider'])
+        .where('m.group_id', '=', group.id)
+        .execute(),
+    ]);
+    const byId = new Map(admins.map((u) => [Number(u.id), { ...u, id: Number(u.id), managedBy: null as string | null }]));
+    for (const m of managed) if (!byId.has(Number(m.id))) byId.set(Number(m.id), { id: Number(m.id), email: m.email, name: m.name, sub: m.sub, managedBy: m.provider });
+    return [...byId.values()].sort((a, b) => (a.email ?? '').localeCompare(b.email ?? '') || a.sub.localeCompare(b.sub));
   }
 
-  /** Direct memberships of one user. */
+  /** Direct memberships of one user, an admin's or a provider's. */
   async directGroupsOf(userId: number): Promise<string[]> {
+    const [admins, managed] = await Promise.all([this.adminGroupsOf(userId), this.managedGroupsOf(userId)]);
+    return [...new Set([...admins, ...managed.keys()])].sort();
+  }
+
+  /** The memberships an admin made (and may remove). */
+  async adminGroupsOf(userId: number): Promise<string[]> {
     const rows = await this.db
       .selectFrom('group_members as m')
       .innerJoin('groups as g', 'g.id', 'm.group_id')
@@ -256,6 +285,20 @@ export class GroupDirectory {
       .orderBy('g.name')
       .execute();
     return rows.map((r) => r.name);
+  }
+
+  /** Memberships identity providers manage, by group: the providers' ids. */
+  async managedGroupsOf(userId: number): Promise<Map<string, string[]>> {
+    const rows = await this.db
+      .selectFrom('provider_memberships as m')
+      .innerJoin('groups as g', 'g.id', 'm.group_id')
+      .select(['g.name', 'm.provider'])
+      .where('m.user_id', '=', userId)
+      .orderBy('g.name')
+      .execute();
+    const byGroup = new Map<string, string[]>();
+    for (const r of rows) byGroup.set(r.name, [...(byGroup.get(r.name) ?? []), r.provider]);
+    return byGroup;
   }
 }
 

@@ -10,6 +10,8 @@ export interface LoginTransaction {
   verifier: string;
   returnTo: string;
   createdAt: number;
+  /** Which configured provider (PROVIDERS id) the sign-in went to; the callback finishes it there. */
+  provider?: string;
 }
 
 export interface TokenSet {
@@ -50,6 +52,11 @@ export class RelyingParty {
 
   constructor(private readonly options: RelyingPartyOptions) {
     this.probe = new ProviderProbe(options.issuer);
+  }
+
+  /** The issuer as configured (discovery's `issuer` is the exact one: see provider()). */
+  get configuredIssuer(): URL {
+    return this.options.issuer;
   }
 
   get accessClaim(): string {

@@ -7,6 +7,7 @@ import { decide, type GateDecision } from '../../lib/gate.ts';
 import type { Logger } from '../../lib/log.ts';
 import { isBrowserNavigation, type PortalContext, type PortalMiddleware } from '../http/context.ts';
 import { ResponseRules } from './response-rules.ts';
+import { stepUpLoginUrl } from '../sessions/step-up.ts';
 
 export interface MountedApp extends LoadedApp {
   /** The app's middleware, composed once: a koa-mount of the app, or the upstream proxy. */
@@ -84,7 +85,14 @@ export function dispatch(table: AppTable, decorate?: (ctx: PortalContext) => voi
     if (!app) return Promise.reject(new NotFoundError('There is no app at this address.'));
 
     const decision = decide(user, app);
-    if (!decision.allowed) return Promise.reject(accessRefusal(user, app, decision));
+    if (!decision.allowed) {
+      // A sign-in without a second factor, for an app that needs one: sign in again, asking for it.
+      if (decision.status === 403 && decision.reason === 'mfa' && isBrowserNavigation(ctx)) {
+        ctx.redirect(stepUpLoginUrl(ctx.url));
+        return Promise.resolve();
+      }
+      return Promise.reject(accessRefusal(user, app, decision));
+    }
 
     if (appOriginOf) {
       // App origins: the portal's origin serves no app content. Saved links keep working: the
@@ -107,6 +115,13 @@ export function dispatch(table: AppTable, decorate?: (ctx: PortalContext) => voi
 /** The error for a refused gate decision: 401 when the gate wants a sign-in, else a 403 naming what is needed. */
 export function accessRefusal(user: AtriumUser, app: MountedApp, decision: Exclude<GateDecision, { allowed: true }>): AtriumError {
   if (decision.status === 401) return new UnauthenticatedError();
+  if (decision.reason === 'mfa') {
+    return new ForbiddenError(
+      `“${app.title}” needs a sign-in with a second factor (an authenticator app or a passkey).`,
+      { app: app.prefix, secondFactor: true, signIn: stepUpLoginUrl(`${app.prefix}/`) },
+      'second_factor_required',
+    );
+  }
   return new ForbiddenError(
     decision.reason === 'level'
       ? `“${app.title}” is in the ${app.tier} tier. Your level is ${user.level ?? 'none'}.`

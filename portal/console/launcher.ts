@@ -1,7 +1,9 @@
+import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { AccessRequests } from '../../lib/access-requests.ts';
 import type { AtriumUser } from '../../lib/app-kit.ts';
-import { UnauthenticatedError } from '../../lib/errors.ts';
+import { BadRequestError, NotFoundError, UnauthenticatedError } from '../../lib/errors.ts';
+import type { AppKey, RecentApps } from '../../lib/recent-apps.ts';
 import { decide } from '../../lib/gate.ts';
 import type { AppFailure } from '../../lib/apps/discovery.ts';
 import { isTier, reaches, TIERS, type Tier } from '../../lib/levels.ts';
@@ -10,8 +12,13 @@ import type { PortalState } from '../http/context.ts';
 import type { AppTable, MountedApp } from '../apps/dispatch.ts';
 import { signedInSession } from '../sessions/user.ts';
 import type { Views } from '../http/views.ts';
+import { assertCsrf } from '../http/csrf.ts';
+import { chromeRoutes } from './chrome.ts';
+import { sideLookup } from '../http/side-lookup.ts';
 
 const TIER_LABELS = { stable: 'Stable', ea: 'Early access', devel: 'In development' } as const;
+/** How many recently opened apps the launcher shows first. */
+const RECENT_SHOWN = 4;
 
 /** The launcher (`/`) and the signed-in user as JSON (`/me`). */
 export function pageRoutes(deps: {
@@ -26,6 +33,10 @@ export function pageRoutes(deps: {
   failures?: () => AppFailure[];
   /** Whether a command app's process runs (keyed by prefix); a stopped one is shown as unavailable. */
   supervisor?: { running(prefix: string): boolean };
+  /** The apps each user opened last ("Recently opened"); without it the launcher has no such row. */
+  recent?: RecentApps;
+  /** The portal's origin, which the launcher's own POSTs must come from (CSRF). */
+  publicOrigin?: string;
 }): Router<PortalState> {
   const { apps, views, requests } = deps;
   const hrefOf = deps.hrefOf ?? ((app: MountedApp) => `${app.prefix}/`);
@@ -36,7 +47,13 @@ export function pageRoutes(deps: {
     // The apps are in memory; the user's access requests are a side note from the database. When it
     // cannot give them (down, hung), the page leaves them out rather than failing or waiting.
     const userId = ctx.state.userId;
-    const recent = userId === undefined ? [] : await sideLookup(() => requests.forUser(userId, 10), [], (err) => deps.log?.warn({ err, userId }, 'launcher: access requests left out'));
+    const [recent, opened] =
+      userId === undefined
+        ? [[], []]
+        : await Promise.all([
+            sideLookup(() => requests.forUser(userId, 10), [], (err) => deps.log?.warn({ err, userId }, 'launcher: access requests left out')),
+            deps.recent ? sideLookup(() => deps.recent!.list(userId), [], (err) => deps.log?.warn({ err, userId }, 'launcher: recent apps left out')) : [],
+          ]);
     const fortnight = Date.now() - 14 * 24 * 60 * 60 * 1000;
     const pendingLevels = recent.filter((r) => r.status === 'pending').map((r) => r.level);
     const q = typeof ctx.query.q === 'string' ? ctx.query.q.trim().slice(0, 200) : '';
@@ -51,27 +68,35 @@ export function pageRoutes(deps: {
         href: hrefOf(app),
         title: app.title,
         description: app.description,
-        open: decision.allowed,
+        // An app that needs a second factor opens after one more sign-in (step-up): it is not locked.
+        open: decision.allowed || ('reason' in decision && decision.reason === 'mfa'),
         // A level request cannot open an app narrowed to groups the user is not in.
         byGroups: !decision.allowed && 'reason' in decision && decision.reason === 'groups',
         groups: app.groups,
         unavailable: down,
         pending: pendingLevels.some((level) => reaches(level, app.tier)),
         search: `${app.title} ${app.description ?? ''} ${app.name}`,
+        key: `${app.tier}/${app.name}`,
       };
     });
     // Folders that serve nothing, shown (without a link) to those whose level reaches their tier.
     for (const f of deps.failures?.() ?? []) {
       if (!user || !f.name || !isTier(f.tier) || !reaches(user.level, f.tier)) continue;
       if (cards.some((c) => c.id === `app-${f.tier}-${f.name}`)) continue;
-      cards.push({ id: `app-${f.tier}-${f.name}`, tier: f.tier, href: '', title: f.name, description: '', open: true, byGroups: false, groups: [], unavailable: true, pending: false, search: f.name });
+      cards.push({ id: `app-${f.tier}-${f.name}`, tier: f.tier, href: '', title: f.name, description: '', open: true, byGroups: false, groups: [], unavailable: true, pending: false, search: f.name, key: `${f.tier}/${f.name}` });
     }
     const shown = cards.filter((c) => matches(c.search));
     const group = (open: boolean) =>
       TIERS.map((tier: Tier) => ({ name: tier, label: TIER_LABELS[tier], apps: shown.filter((c) => c.tier === tier && c.open === open) })).filter((t) => t.apps.length > 0);
+    // The apps opened last that the user may still open, newest first, shown before the rest (a
+    // search shows only matches, so not these). Ids of their own: the same app is in its tier too.
+    const recently = q
+      ? []
+      : opened.flatMap(({ app }) => cards.filter((c) => c.key === app && c.open && !c.unavailable)).map((c) => ({ ...c, id: `recent-${c.id}` })).slice(0, RECENT_SHOWN);
     ctx.set('Cache-Control', 'no-store');
     ctx.type = 'html';
     ctx.body = views.render('launcher.njk', {
+      recently,
       title: 'Apps',
       user,
       q,
@@ -84,6 +109,29 @@ export function pageRoutes(deps: {
       requests: recent.filter((r) => r.status === 'pending' || (r.decidedAt ?? 0) > fortnight).slice(0, 3),
     });
   });
+
+  // The launcher's script reports a followed link here (navigator.sendBeacon, with the CSRF token):
+  // the one write "Recently opened" costs, made when a person opens an app from the launcher,
+  // never on the /apps/ path.
+  router.post('/recent-apps', bodyParser({ enableTypes: ['form', 'json'], formLimit: '2kb', jsonLimit: '2kb' }), async (ctx) => {
+    const user = ctx.state.user;
+    const userId = ctx.state.userId;
+    if (!user || userId === undefined || !signedInSession(ctx.session)) throw new UnauthenticatedError();
+    assertCsrf(ctx, deps.publicOrigin ?? ctx.origin);
+    const key = ((ctx.request as { body?: Record<string, unknown> }).body ?? {}).app;
+    const [tier, name, ...rest] = typeof key === 'string' && key.length <= 160 ? key.split('/') : [];
+    if (!tier || !name || rest.length > 0 || !isTier(tier)) throw new BadRequestError('Name an app as tier/name, e.g. ea/notes.', { code: 'bad_app' });
+    const app = apps.get(tier, name);
+    const decision = app && decide(user, app);
+    // Only an app this user may open (after a step-up, if it asks for one) is remembered: nobody
+    // learns of others, or fills the list with them.
+    if (!decision || !(decision.allowed || ('reason' in decision && decision.reason === 'mfa'))) throw new NotFoundError('There is no such app.');
+    await deps.recent?.remember(userId, `${tier}/${name}` as AppKey);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.status = 204;
+  });
+
+  chromeRoutes(router, { views });
 
   router.get('/me', (ctx) => {
     const user: AtriumUser | undefined = ctx.state.user;
@@ -102,21 +150,4 @@ export function pageRoutes(deps: {
   });
 
   return router;
-}
-
-/** How long the launcher waits for a side lookup before leaving it out. */
-const SIDE_LOOKUP_MS = 2_000;
-
-/** A lookup the page can do without: its result, or `fallback` when it fails or takes too long. */
-async function sideLookup<T>(lookup: () => Promise<T>, fallback: T, onFailure: (err: unknown) => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${SIDE_LOOKUP_MS} ms`)), SIDE_LOOKUP_MS)));
-  try {
-    return await Promise.race([lookup(), late]);
-  } catch (err) {
-    onFailure(err);
-    return fallback;
-  } finally {
-    clearTimeout(timer);
-  }
 }

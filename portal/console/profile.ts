@@ -15,9 +15,11 @@ import { waitInWords } from '../idp/interactions.ts';
 import { LoginThrottle } from '../idp/login-throttle.ts';
 import { resetRoutes } from '../idp/reset.ts';
 import { sessionCookieOf } from '../sessions/cookie-session.ts';
+import type { FactorDirectory } from '../../lib/factors/factor-directory.ts';
+import { signInSecurityRoutes } from './sign-in-security.ts';
 
 /** The user's own extra profile fields (`/profile`), their password, and access requests from the 403 page. */
-export function profileRoutes(deps: { profiles: ProfileService; requests: AccessRequests; views: Views; publicOrigin: string; admin: DirectoryAdmin }): Router<PortalState> {
+export function profileRoutes(deps: { profiles: ProfileService; requests: AccessRequests; views: Views; publicOrigin: string; admin: DirectoryAdmin; factors: FactorDirectory }): Router<PortalState> {
   const { profiles, requests, views, publicOrigin } = deps;
   const router = new Router<PortalState>();
   const form = bodyParser({ enableTypes: ['form', 'json'], formLimit: '32kb', jsonLimit: '32kb' });
@@ -37,16 +39,19 @@ export function profileRoutes(deps: { profiles: ProfileService; requests: Access
     return account?.local ? { minLength: MIN_PASSWORD_LENGTH, ...state } : undefined;
   };
 
+  // --- Sign-in security (second factors of local accounts) ---
+  const security = signInSecurityRoutes(router, { factors: deps.factors, admin, views, publicOrigin });
+
   router.get('/profile', async (ctx) => {
     const { user, session, userId } = signedIn(ctx);
-    const [fields, profile, history] = await Promise.all([profiles.fields.list(), profiles.get(userId), requests.forUser(userId, 50)]);
+    const [fields, profile, history, ends] = await Promise.all([profiles.fields.list(), profiles.get(userId), requests.forUser(userId, 50), requests.membershipEnds(userId)]);
     ctx.set('Cache-Control', 'no-store');
     if (!prefersHtml(ctx)) {
       ctx.body = { fields, profile };
       return;
     }
     ctx.type = 'html';
-    ctx.body = views.render('profile.njk', { title: 'Your profile', user, csrf: session.csrf, fields, profile, history, saved: ctx.query.saved === '1', password: await passwordSection(userId, { changed: ctx.query.password === 'changed' }) });
+    ctx.body = views.render('profile.njk', { title: 'Your profile', user, csrf: session.csrf, fields, profile, history, ends, saved: ctx.query.saved === '1', password: await passwordSection(userId, { changed: ctx.query.password === 'changed' }), security: await security.section(userId), factorRemoved: ctx.query.factor === 'removed' });
   });
 
   router.post('/profile', form, async (ctx) => {
@@ -89,11 +94,11 @@ export function profileRoutes(deps: { profiles: ProfileService; requests: Access
     const refuse = async (status: number, message: string) => {
       if (!prefersHtml(ctx)) throw new AtriumError(status, status === 429 ? 'too_many_attempts' : 'bad_request', message);
       // The profile page as GET /profile draws it, with the refusal in the password section.
-      const [fields, profile, history] = await Promise.all([profiles.fields.list(), profiles.get(userId), requests.forUser(userId, 50)]);
+      const [fields, profile, history, ends] = await Promise.all([profiles.fields.list(), profiles.get(userId), requests.forUser(userId, 50), requests.membershipEnds(userId)]);
       ctx.status = status;
       ctx.set('Cache-Control', 'no-store');
       ctx.type = 'html';
-      ctx.body = views.render('profile.njk', { title: 'Your profile', user, csrf: session.csrf, fields, profile, history, password: await passwordSection(userId, { error: message }) });
+      ctx.body = views.render('profile.njk', { title: 'Your profile', user, csrf: session.csrf, fields, profile, history, ends, password: await passwordSection(userId, { error: message }), security: await security.section(userId) });
     };
     const wait = await throttle.attempt(ctx.ip, allowance);
     if (wait > 0) {

@@ -15,6 +15,7 @@ import { ProfileService } from '../../lib/profile/service.ts';
 import type { UserResolver } from '../sessions/user.ts';
 import type { Storage } from '../storage/storage.ts';
 import { DirectoryWatcher } from './watcher.ts';
+import { FactorDirectory } from '../../lib/factors/factor-directory.ts';
 
 /** Users, nested groups and what follows from them, in memory for the request path and kept current by the watcher. */
 export interface Directory {
@@ -26,6 +27,8 @@ export interface Directory {
   profiles: ProfileService;
   profileCache: ProfileCache;
   requests: AccessRequests;
+  /** Second factors of local accounts, and the groups that require one. */
+  factors: FactorDirectory;
   watcher: DirectoryWatcher;
   /** How a session becomes a user: level and groups from the access index, profile from the cache. */
   resolver: UserResolver;
@@ -63,5 +66,6 @@ export async function buildDirectory(config: Config, storage: Storage, log: Logg
   const profiles = new ProfileService(database, new ProfileFields(database), audit, profileCache);
   const requests = new AccessRequests(database, audit, admin);
   const resolver: UserResolver = { access, profiles: profileCache, loadProfile: (id: number) => profiles.get(id) };
-  return { users, groups, access, audit, admin, profiles, profileCache, requests, watcher, resolver, seededDemo };
+  const factors = new FactorDirectory({ database, access, audit });
+  return { users, groups, access, audit, admin, profiles, profileCache, requests, factors, watcher, resolver, seededDemo };
 }

@@ -8,7 +8,13 @@ const FILES: Record<string, { file: string; type: string }> = {
   '/assets/atrium.css': { file: './assets/atrium.css', type: 'text/css; charset=utf-8' },
   '/assets/handoff.js': { file: './assets/handoff.js', type: 'text/javascript; charset=utf-8' },
   '/assets/launcher.js': { file: './assets/launcher.js', type: 'text/javascript; charset=utf-8' },
+  '/assets/passkey.js': { file: './assets/passkey.js', type: 'text/javascript; charset=utf-8' },
   '/assets/favicon.svg': { file: './assets/favicon.svg', type: 'image/svg+xml' },
+  // The portal bar and the base styles for app pages: under /.well-known/atrium/, which is the
+  // portal's on its own origin and on every app origin (app-host.ts serves these there too).
+  '/.well-known/atrium/bar.js': { file: './assets/atrium-bar.js', type: 'text/javascript; charset=utf-8' },
+  '/.well-known/atrium/app.css': { file: './assets/atrium.css', type: 'text/css; charset=utf-8' },
+  '/.well-known/atrium/favicon.svg': { file: './assets/favicon.svg', type: 'image/svg+xml' },
   // Browsers ask for /favicon.ico whatever a page links (and for pages without a <head>, such as
   // JSON): the same icon, so no request for it ever ends in a 404.
   '/favicon.ico': { file: './assets/favicon.svg', type: 'image/svg+xml' },

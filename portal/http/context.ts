@@ -19,6 +19,8 @@ export interface PortalSession {
     expiresAt: number | undefined;
     issuedAt?: number;
   };
+  /** The id (PROVIDERS) of the provider that signed this session in; absent: the first one. */
+  provider?: string;
   /** The provider's session id (ID token `sid`), for back-channel logout. */
   idpSid?: string;
   /** Per-session token for the portal's own forms (logout, profile, admin). */
@@ -26,6 +28,10 @@ export interface PortalSession {
   authAt: number;
   /** Last use, written back at most every touch interval (idle timeout). */
   seenAt?: number;
+  /** How the sign-in was made, as the ID token said (`amr`, `acr`); `mfa`: with a second factor (see step-up.ts). */
+  amr?: string[];
+  acr?: string;
+  mfa?: boolean;
 }
 
 export interface PortalState {

@@ -2,10 +2,18 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/log.ts';
 import { AtriumError, NotFoundError, ServiceUnavailableError } from '../../lib/errors.ts';
 import { EMBEDDED_PREFIX } from '../idp/provider.ts';
+import { isLevel, reaches } from '../../lib/levels.ts';
 import { isClientDisconnect } from './client-disconnect.ts';
 import { prefersHtml, type PortalMiddleware } from './context.ts';
 import { HARDENING_HEADERS } from './hardening.ts';
 import type { Views } from './views.ts';
+import { sideLookup } from './side-lookup.ts';
+
+/** What the 403 page may look up to show "Pending" instead of a second request form. */
+export interface ErrorPageLookups {
+  /** The levels the user has asked for and an administrator has not decided yet. */
+  pendingLevels(userId: number): Promise<readonly string[]>;
+}
 
 const HEADINGS: Record<number, string> = {
   400: 'That request cannot be used',
@@ -28,8 +36,8 @@ const fromEmbeddedProvider = (path: string) => path === EMBEDDED_PREFIX || path.
  * when `expose` allows, their message; anything else is a 500 whose details go only to the log.
  * Browsers get a page, API callers JSON `{ error, message, ...details }`.
  */
-export function errorHandler(views: Views, log: Logger, portalOrigin = ''): PortalMiddleware {
-  const render = (ctx: Parameters<PortalMiddleware>[0], caught: unknown): void => {
+export function errorHandler(views: Views, log: Logger, portalOrigin = '', lookups?: ErrorPageLookups): PortalMiddleware {
+  const render = (ctx: Parameters<PortalMiddleware>[0], caught: unknown): void | Promise<void> => {
     // An aborted upload or a closed tab: nobody to answer, nothing wrong here (metrics count it as 499).
     if (isClientDisconnect(ctx.req, caught)) {
       log.info({ method: ctx.method, url: ctx.originalUrl, code: (caught as { code?: unknown }).code }, 'client disconnected');
@@ -58,21 +66,32 @@ export function errorHandler(views: Views, log: Logger, portalOrigin = ''): Port
     ctx.status = err.status;
     const message = err.expose ? err.message : 'Something went wrong on our side. It has been logged.';
     if (prefersHtml(ctx)) {
-      ctx.type = 'html';
-      ctx.body = views.render('error.njk', {
-        title: HEADINGS[err.status] ?? 'Error',
-        heading: HEADINGS[err.status] ?? 'Something went wrong',
-        status: err.status,
-        message,
-        details: err.details,
-        user: ctx.state.user,
-        // The header's Sign out form (and the 403 page's access request) need it. Never on an app
-        // origin: the app's scripts can read its pages, and the token would let them act here.
-        csrf: ctx.state.user && !ctx.state.appOrigin ? ctx.state.csrf : undefined,
-        // On an app origin the page's links lead back to the portal.
-        base: ctx.state.appOrigin ? portalOrigin : '',
-        back: ctx.method === 'POST' ? ctx.get('Referer') : undefined,
-      });
+      const page = (pending: readonly string[]) => {
+        ctx.type = 'html';
+        ctx.body = views.render('error.njk', {
+          title: HEADINGS[err.status] ?? 'Error',
+          heading: HEADINGS[err.status] ?? 'Something went wrong',
+          status: err.status,
+          message,
+          details: err.details,
+          user: ctx.state.user,
+          // The header's Sign out form (and the 403 page's access request) need it. Never on an app
+          // origin: the app's scripts can read its pages, and the token would let them act here.
+          csrf: ctx.state.user && !ctx.state.appOrigin ? ctx.state.csrf : undefined,
+          // On an app origin the page's links lead back to the portal.
+          base: ctx.state.appOrigin ? portalOrigin : '',
+          back: ctx.method === 'POST' ? ctx.get('Referer') : undefined,
+          // Where the 403 page's access request comes back to: this very page, which then says Pending.
+          returnTo: ctx.method === 'GET' ? ctx.originalUrl : undefined,
+          pending: pending.some((level) => isLevel(level) && isLevel(err.details.needed) && reaches(level, err.details.needed)),
+        });
+      };
+      // Only a 403 that offers a request asks the database, and never for longer than a side lookup.
+      const userId = ctx.state.userId;
+      if (err.status === 403 && lookups && userId !== undefined && typeof err.details.needed === 'string' && !ctx.state.appOrigin) {
+        return sideLookup(() => lookups.pendingLevels(userId), [] as readonly string[], (e) => log.warn({ err: e, userId }, '403 page: pending requests left out')).then(page);
+      }
+      page([]);
     } else {
       ctx.body = errorJson(err, message);
     }

@@ -9,20 +9,18 @@ import { canonicalEmail, type UserDirectory } from '../../lib/directory/users.ts
 import { AtriumError, BadRequestError } from '../../lib/errors.ts';
 import type { Views } from '../http/views.ts';
 import { continueHint } from '../sessions/auth-routes.ts';
+import type { FactorDirectory } from '../../lib/factors/factor-directory.ts';
+import { passkeyRelyingParty } from '../../lib/factors/passkeys.ts';
 import type { LoginThrottle } from './login-throttle.ts';
+import { asksForSecondFactor, secondFactorSteps } from './second-factor.ts';
 import { EMBEDDED_PREFIX } from './provider.ts';
 
 const UID = /^[A-Za-z0-9_-]{1,64}$/;
 
-/** "14 minutes", "1 minute", "40 seconds": how long a locked-out sign-in waits, in plain words. */
-export function waitInWords(seconds: number): string {
-  if (seconds < 60) {
-    const s = Math.max(1, Math.ceil(seconds));
-    return `${s} second${s === 1 ? '' : 's'}`;
-  }
-  const minutes = Math.ceil(seconds / 60);
-  return `${minutes} minute${minutes === 1 ? '' : 's'}`;
-}
+import { waitInWords } from './wait-in-words.ts';
+
+// Kept here too for the pages and tests that name it from the sign-in routes.
+export { waitInWords };
 
 const APP_PATH = /^\/apps\/([a-z]+)\/([a-z0-9-]+)(?:[/?#]|$)/;
 
@@ -37,6 +35,8 @@ export function interactionRoutes(deps: {
   config: Config;
   demo: boolean;
   throttle: LoginThrottle;
+  /** Second factors of local accounts (TOTP, passkeys, recovery codes). */
+  factors: FactorDirectory;
   /** The title of the app mounted at a tier and name, for "to continue to Notes". */
   appTitle?: (tier: string, name: string) => string | undefined;
 }): Router {
@@ -76,12 +76,23 @@ export function interactionRoutes(deps: {
       demo: demo ? { password: DEMO_PASSWORD, accounts: DEMO_ACCOUNTS } : undefined,
     });
 
+  const steps = secondFactorSteps(router, { provider, users, factors: deps.factors, views, throttle, passkeys: passkeyRelyingParty(deps.config.publicUrl) });
+
   router.get('/:uid', async (ctx) => {
     const details = await provider.interactionDetails(ctx.req, ctx.res);
     if (details.uid !== ctx.params.uid) throw new BadRequestError('Unknown sign-in request.');
     if (details.prompt.name !== 'login') {
       // Only the first-party portal uses interactive flows and it never needs consent.
       throw new BadRequestError('This client needs a consent step the embedded provider does not offer.');
+    }
+    // An app asks for a second factor and this browser's provider session already proved the
+    // password of an account that has a factor: only the second step is asked. (Without a factor
+    // the password is asked again before one is set up: a session alone does not add a factor.)
+    const known = details.session?.accountId ? await users.bySub(details.session.accountId) : undefined;
+    if (known && !known.disabled && asksForSecondFactor(details) && (await deps.factors.hasFactor(known.id))) {
+      const redirectTo = await steps.afterPassword(ctx, details, known);
+      if (redirectTo) ctx.redirect(redirectTo);
+      return;
     }
     const hint = typeof details.params.login_hint === 'string' ? details.params.login_hint.slice(0, 320) : '';
     ctx.type = 'html';
@@ -116,7 +127,8 @@ export function interactionRoutes(deps: {
       return;
     }
     await throttle.succeeded(address, allowance);
-    const redirectTo = await provider.interactionResult(ctx.req, ctx.res, { login: { accountId: account.sub } }, { mergeWithLastSubmission: false });
+    const redirectTo = await steps.afterPassword(ctx, details, account);
+    if (!redirectTo) return; // the second step's page is drawn
     ctx.status = 303;
     ctx.redirect(redirectTo);
   });

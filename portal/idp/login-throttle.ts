@@ -1,6 +1,15 @@
 import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract, type RateLimiterRes } from 'rate-limiter-flexible';
 import type { Redis } from 'ioredis';
 
+/**
+ * The throttle allowance second steps count against: the login throttle's, under a key of its own.
+ * Not the password's: a correct password clears that one, and whoever knows the password could
+ * then guess codes ten at a time for ever. This one clears only when a second step succeeds.
+ */
+export function secondStepAllowance(sub: string): string {
+  return `second-factor:${sub}`;
+}
+
 const WINDOW_S = 15 * 60;
 const PER_ACCOUNT = 10;
 const PER_ADDRESS = 50;

@@ -10,6 +10,10 @@ import { ACCESS_SCOPES, scopesForLevel } from '../../lib/levels.ts';
 import type { JWK } from 'jose';
 import type { Views } from '../http/views.ts';
 import { sqlAdapter } from './adapter.ts';
+import { ACR_PASSWORD, ACR_SECOND_FACTOR, asksForSecondFactor } from '../../lib/factors/assurance.ts';
+import { FactorDirectory } from '../../lib/factors/factor-directory.ts';
+import { AuditLog } from '../../lib/directory/audit.ts';
+import { secondFactorPolicy } from './second-factor-policy.ts';
 import { loadSigningKeys } from './keys.ts';
 
 export const EMBEDDED_PREFIX = '/idp';
@@ -88,11 +92,16 @@ export async function createEmbeddedProvider(deps: {
       short: { signed: true, httpOnly: true, sameSite: 'lax', secure: config.secureCookies },
     },
     claims: {
-      openid: ['sub'],
+      // Every ID token says how the user signed in: `amr` (RFC 8176 methods) and `acr` (see
+      // second-factor.ts), and when (`auth_time`), so the portal can tell a sign-in with a second factor.
+      openid: ['sub', 'acr', 'amr', 'auth_time'],
       email: ['email', 'email_verified'],
       profile: ['name', 'picture', 'updated_at'],
     },
     conformIdTokenClaims: false,
+    // What the ID token's `acr` says of a sign-in: the password alone, or with a second factor
+    // (`amr` says which: see second-factor.ts). An app that needs a second factor asks for the latter.
+    acrValues: [ACR_PASSWORD, ACR_SECOND_FACTOR],
     // Machine clients carry their allowed `access:*` scopes in this extra metadata (see getResourceServerInfo).
     extraClientMetadata: { properties: ['atrium_scope'] },
     // oidc-provider refuses to call loopback and private addresses (SSRF protection). Its one call
@@ -121,7 +130,14 @@ export async function createEmbeddedProvider(deps: {
         },
       };
     },
-    interactions: { url: (_ctx, interaction) => `${EMBEDDED_PREFIX}/interaction/${interaction.uid}` },
+    interactions: {
+      url: (_ctx, interaction) => `${EMBEDDED_PREFIX}/interaction/${interaction.uid}`,
+      policy: secondFactorPolicy({
+        users,
+        factors: new FactorDirectory({ database, access, audit: new AuditLog(database) }),
+        asked: asksForSecondFactor,
+      }),
+    },
     pkce: { required: () => true },
     features: {
       devInteractions: { enabled: false },

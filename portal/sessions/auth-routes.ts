@@ -2,7 +2,8 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { AuditLog } from '../../lib/directory/audit.ts';
 import type { UserDirectory } from '../../lib/directory/users.ts';
-import { BadRequestError, ForbiddenError } from '../../lib/errors.ts';
+import { AtriumError, BadRequestError, ForbiddenError } from '../../lib/errors.ts';
+import { GroupsClaimError } from '../../lib/providers/groups-claim.ts';
 import type { Logger } from '../../lib/log.ts';
 import { accessTokenClaims, identityFromClaims, levelFromTokens } from '../../lib/oidc/claims.ts';
 import type { RelyingParty } from '../../lib/oidc/relying-party.ts';
@@ -11,8 +12,11 @@ import type { PortalContext, PortalSession, PortalState } from '../http/context.
 import { assertCsrf, newCsrfToken } from '../http/csrf.ts';
 import type { Views } from '../http/views.ts';
 import { EMBEDDED_PREFIX } from '../idp/provider.ts';
+import type { Identity } from './identity.ts';
 import { LoginTransactionCookies } from './login-transactions.ts';
+import { chosenProvider } from './provider-chooser.ts';
 import { signedInSession } from './user.ts';
+import { afterSignIn, askForSecondFactor, assuranceFields, stepUpRoutes } from './step-up.ts';
 
 /** How long the "you are signed out" and "to continue to …" notes wait for the page that shows them. */
 const NOTE_MAX_AGE_MS = 10 * 60 * 1000;
@@ -75,6 +79,8 @@ export function authRoutes(deps: {
    * apply at the next request, not when the token expires).
    */
   tokenGrantsLevel: boolean;
+  /** The configured providers (the chooser offers them), their accounts and their groups. */
+  identity: Pick<Identity, 'providers' | 'accounts' | 'groups'>;
   onLogin?: (userId: number, profile: Record<string, unknown>) => void;
 }): Router<PortalState> {
   const { rp, users, log, publicOrigin, secureCookies, views } = deps;
@@ -111,7 +117,12 @@ export function authRoutes(deps: {
 
   router.get('/login', async (ctx) => {
     const returnTo = safeReturnTo(ctx.query.returnTo);
-    const { url, transaction } = await rp.startLogin(returnTo);
+    // Several providers: the chooser first (its links come back here naming one); one: straight on.
+    const provider = chosenProvider(ctx, deps.identity.providers, views, signedInSession(ctx.session));
+    if (!provider) return;
+    const { url, transaction } = await provider.rp.startLogin(returnTo);
+    transaction.provider = provider.config.id;
+    askForSecondFactor(ctx.query, url, transaction);
     transactions.save(ctx, transaction);
     if (returnTo.startsWith('/apps/') && ctx.cookies.get(notes.signedInHere.name, { signed: true })) {
       ctx.cookies.set(notes.continueTo.name, `${transaction.state}.${Buffer.from(returnTo).toString('base64url')}`, notes.continueTo);
@@ -151,12 +162,30 @@ export function authRoutes(deps: {
       throw new ForbiddenError('The identity provider refused the sign-in.', {}, 'login_refused');
     }
 
-    const tokens = await rp.finishLogin(new URL(ctx.url, publicOrigin), transaction);
+    // The provider the sign-in was started with finishes it (and checks the code came from it).
+    const provider = deps.identity.providers.of(transaction.provider);
+    if (!provider) throw new BadRequestError('This sign-in link has expired or was already used. Start again from the app you wanted.', { code: 'login_expired' });
+    const tokens = await provider.rp.finishLogin(new URL(ctx.url, publicOrigin), transaction);
     const identity = identityFromClaims(tokens.idClaims);
-    const user = await users.recordLogin(identity);
+    const account = { issuer: (await provider.rp.provider()).issuer, embedded: provider.config.embedded, subjectPrefix: provider.config.subjectPrefix };
+    let user: Awaited<ReturnType<typeof users.recordLogin>>;
+    try {
+      user = await deps.identity.accounts.signIn(account, identity);
+    } catch (err) {
+      if (err instanceof AtriumError) await audit('session.sign_in_refused', { email: identity.email ?? null, sub: `${provider.config.id}:${identity.sub}` }, { reason: err.code });
+      throw err;
+    }
     if (user.disabled) {
       await audit('session.sign_in_refused', user, { reason: 'account disabled' });
       throw new ForbiddenError('This account is disabled.', {}, 'account_disabled');
+    }
+    if (!provider.config.embedded) {
+      try {
+        await deps.identity.groups.atSignIn(provider.config, { userId: user.id, who: user.email ?? user.sub }, tokens);
+      } catch (err) {
+        if (err instanceof GroupsClaimError) await audit('session.sign_in_refused', user, { reason: err.code, provider: provider.config.id });
+        throw err;
+      }
     }
 
     const data: PortalSession = {
@@ -166,17 +195,19 @@ export function authRoutes(deps: {
       name: user.name,
       picture: user.picture,
       profile: user.profile,
-      tokenLevel: !deps.tokenGrantsLevel ? null : levelFromTokens({
+      provider: provider.config.id,
+      tokenLevel: !provider.tokenGrantsLevel ? null : levelFromTokens({
         accessClaims: accessTokenClaims(tokens.accessToken),
         idClaims: tokens.idClaims,
         grantedScope: tokens.scope,
-        accessClaim: deps.rp.accessClaim,
+        accessClaim: provider.config.accessClaim,
       }),
       tokens: { access: tokens.accessToken, refresh: tokens.refreshToken, id: tokens.idToken, expiresAt: tokens.expiresAt, issuedAt: tokens.issuedAt },
       ...(typeof tokens.idClaims.sid === 'string' ? { idpSid: tokens.idClaims.sid.slice(0, 255) } : {}),
       csrf: newCsrfToken(),
       authAt: Date.now(),
       seenAt: Date.now(),
+      ...assuranceFields(tokens.idClaims),
     };
     // A new session id at every login: whatever id the browser had before (planted or not) is dropped.
     const session = ctx.session as NonNullable<typeof ctx.session>;
@@ -187,8 +218,10 @@ export function authRoutes(deps: {
     log.info({ sub: user.sub, level: data.tokenLevel }, 'signed in');
     auditWhenDone(ctx, 'session.sign_in', user);
     ctx.cookies.set(notes.signedInHere.name, '1', notes.signedInHere);
-    ctx.redirect(transaction.returnTo);
+    ctx.redirect(afterSignIn(transaction, data));
   });
+
+  stepUpRoutes(router, { views });
 
   router.post('/logout', bodyParser({ enableTypes: ['form', 'json'], formLimit: '4kb', jsonLimit: '4kb' }), async (ctx) => {
     const current = signedInSession(ctx.session);
@@ -205,7 +238,9 @@ export function authRoutes(deps: {
     ctx.cookies.set(notes.signedOut.name, '1', notes.signedOut);
     let target = '/';
     try {
-      target = (await rp.endSessionUrl(idToken, `${publicOrigin}/`))?.href ?? '/';
+      // Signed out where the session was signed in.
+      const signedInWith = deps.identity.providers.of(current.provider)?.rp ?? rp;
+      target = (await signedInWith.endSessionUrl(idToken, `${publicOrigin}/`))?.href ?? '/';
     } catch (err) {
       log.warn({ err }, 'provider logout URL unavailable; the session here has ended');
     }

@@ -1,5 +1,22 @@
-import { AtriumError } from '../../lib/errors.ts';
+import { AtriumError, UnauthenticatedError } from '../../lib/errors.ts';
 import type { RelyingParty, TokenSet } from '../../lib/oidc/relying-party.ts';
+import type { PortalSession } from '../http/context.ts';
+
+/** What a refresh is for: the session's user and provider (absent: the first provider). */
+export type RefreshOwner = Pick<PortalSession, 'uid' | 'sub' | 'email' | 'provider'>;
+
+export interface RefresherHooks {
+  /** The relying party of the provider a session belongs to; undefined: that provider is no longer configured. */
+  rpFor?: (provider: string | undefined) => RelyingParty | undefined;
+  /**
+   * Runs once per refresh, before any request waiting on it carries on (the provider's groups are
+   * synced here, so the request already sees them). A 401 from it ends the session, like the
+   * provider refusing the grant.
+   */
+  afterRefresh?: (owner: RefreshOwner, fresh: TokenSet) => Promise<void>;
+  /** Where the session's provider reads levels (its ACCESS_CLAIM) and whether its tokens grant them. */
+  levelSettingsFor?: (provider: string | undefined) => { accessClaim: string; tokenGrantsLevel: boolean } | undefined;
+}
 
 /** How long a refresh result is shared at most; never past the access token it returned, though. */
 const REMEMBER_MS = 60_000;
@@ -24,11 +41,19 @@ export class TokenRefresher {
   private count = 0;
   private down = false;
 
-  constructor(private readonly rp: RelyingParty) {}
+  constructor(
+    private readonly rp: RelyingParty,
+    private readonly hooks: RefresherHooks = {},
+  ) {}
 
   /** How many refreshes reached the provider (tests and metrics). */
   get refreshes(): number {
     return this.count;
+  }
+
+  /** How the session's provider reads levels from tokens; undefined: as RenewalDeps says (one provider). */
+  levelSettingsFor(provider: string | undefined): { accessClaim: string; tokenGrantsLevel: boolean } | undefined {
+    return this.hooks.levelSettingsFor?.(provider);
   }
 
   /** Whether the last refresh to finish failed for want of an answer from the provider. */
@@ -36,13 +61,13 @@ export class TokenRefresher {
     return this.down;
   }
 
-  refresh(refreshToken: string): Promise<TokenSet> {
+  refresh(refreshToken: string, owner?: RefreshOwner): Promise<TokenSet> {
     const now = Date.now();
     for (const [token, entry] of this.remembered) if (entry.until <= now) this.remembered.delete(token);
     const existing = this.remembered.get(refreshToken);
     if (existing) return existing.result;
     this.count += 1;
-    const result = this.rp.refresh(refreshToken);
+    const result = this.exchange(refreshToken, owner);
     const entry = { result, until: Number.POSITIVE_INFINITY };
     this.remembered.set(refreshToken, entry);
     result.then(
@@ -56,5 +81,13 @@ export class TokenRefresher {
       },
     );
     return result;
+  }
+
+  private async exchange(refreshToken: string, owner: RefreshOwner | undefined): Promise<TokenSet> {
+    const rp = this.hooks.rpFor ? this.hooks.rpFor(owner?.provider) : this.rp;
+    if (!rp) throw new UnauthenticatedError('The way you signed in is no longer offered here; please sign in again.', { code: 'provider_removed' });
+    const fresh = await rp.refresh(refreshToken);
+    if (owner && this.hooks.afterRefresh) await this.hooks.afterRefresh(owner, fresh);
+    return fresh;
   }
 }

@@ -43,7 +43,7 @@ export async function renewTokens(
 ): Promise<RenewedTokens | 'ended' | undefined> {
   const { tokens } = session;
   if (!tokens.refresh) return undefined;
-  const attempt = deps.refresher.refresh(tokens.refresh).then((fresh) => renewedFrom(fresh, session, deps));
+  const attempt = deps.refresher.refresh(tokens.refresh, session).then((fresh) => renewedFrom(fresh, session, deps));
   if (inBackground && deps.refresher.providerDown && withinOutageGrace(tokens, now)) {
     attempt.then(inBackground).catch((err: unknown) => deps.log.debug({ err, sub: session.sub }, 'background token refresh did not complete'));
     return undefined;
@@ -65,6 +65,8 @@ export async function renewTokens(
 
 function renewedFrom(fresh: TokenSet, session: PortalSession, deps: RenewalDeps): RenewedTokens {
   const { tokens } = session;
+  // With several providers, each reads levels its own way; the deps hold the first provider's.
+  const { accessClaim, tokenGrantsLevel } = deps.refresher.levelSettingsFor(session.provider) ?? deps;
   return {
     tokens: {
       access: fresh.accessToken,
@@ -73,8 +75,8 @@ function renewedFrom(fresh: TokenSet, session: PortalSession, deps: RenewalDeps)
       expiresAt: fresh.expiresAt,
       issuedAt: fresh.issuedAt,
     },
-    tokenLevel: deps.tokenGrantsLevel
-      ? levelFromTokens({ accessClaims: accessTokenClaims(fresh.accessToken), idClaims: fresh.idClaims, grantedScope: fresh.scope, accessClaim: deps.accessClaim })
+    tokenLevel: tokenGrantsLevel
+      ? levelFromTokens({ accessClaims: accessTokenClaims(fresh.accessToken), idClaims: fresh.idClaims, grantedScope: fresh.scope, accessClaim })
       : null,
   };
 }

@@ -33,6 +33,7 @@ export function userFromSession(session: PortalSession, resolver: UserResolver):
     level: highest(session.tokenLevel, grant.level),
     groups: grant.groups,
     profile: profiles.peek(session.uid, session.profile, loadProfile),
+    mfa: session.mfa === true,
   };
 }
 

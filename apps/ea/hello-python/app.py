@@ -49,12 +49,20 @@ class Handler(BaseHTTPRequestHandler):
                 f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(json.dumps(v))}</code></td></tr>"
                 for k, v in who.items()
             )
+            # The portal's layout for app pages: phone-ready, its styles, and its bar (<atrium-bar>:
+            # who you are, back to the launcher, sign out). These paths are the portal's on its own
+            # origin and on an app origin alike.
             body = (
-                "<!doctype html><meta charset='utf-8'><title>Hello from Python</title>"
-                "<link rel='stylesheet' href='/assets/atrium.css'><main>"
+                "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+                "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+                "<meta name='color-scheme' content='light dark'><title>Hello from Python</title>"
+                "<link rel='icon' href='/.well-known/atrium/favicon.svg' type='image/svg+xml'>"
+                "<link rel='stylesheet' href='/.well-known/atrium/app.css'>"
+                "<script src='/.well-known/atrium/bar.js' defer></script></head>"
+                "<body><atrium-bar></atrium-bar><main id='main'>"
                 f"<h1>Hello, {html.escape(who['name'] or who['email'])}</h1>"
                 "<p>This page comes from a Python process the portal started and proxies to.</p>"
-                f"<table class='grid'>{rows}</table><p><a href='/'>Back to the launcher</a></p></main>"
+                f"<div class='scroll' role='region' aria-label='What the portal told this app' tabindex='0'><table class='grid'>{rows}</table></div></main></body></html>"
             ).encode()
             content_type = "text/html; charset=utf-8"
         self.send_response(200)

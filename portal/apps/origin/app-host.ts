@@ -6,6 +6,8 @@ import { safeReturnTo } from '../../../lib/return-to.ts';
 import { isBrowserNavigation, type PortalContext, type PortalMiddleware } from '../../http/context.ts';
 import type { SessionIdentity } from '../../sessions/reader.ts';
 import { accessRefusal, type AppTable } from '../dispatch.ts';
+import { answerBarInfo, BAR_INFO_PATH } from '../../console/chrome.ts';
+import { assets } from '../../http/assets.ts';
 import { carriesTwice } from '../../sessions/cookie-session.ts';
 import { appCookieName, HANDOFF_STATE, HANDOFF_TTL_MS, handoffCookieName, newId, pendingCookieName, type AppOriginSessions } from './app-sessions.ts';
 
@@ -86,6 +88,15 @@ export function appHostServer(deps: {
     ctx.redirect(safeReturnTo(confirmed.returnTo));
   };
 
+  const portalAssets = assets();
+  /** The bar's user: the one the gate would let into this app now, else nobody. */
+  const barUser = async (ctx: PortalContext, tier: string, name: string, key: string) => {
+    const app = table.get(tier, name);
+    const identity = app ? await sessions.identify(readCookie(ctx, appCookie), key) : undefined;
+    if (!app || !identity || !(await keepCurrent(identity))) return undefined;
+    return decide(identity.user, app).allowed ? identity.user : undefined;
+  };
+
   return async (ctx, next) => {
     // The Host guard (known-hosts.ts, above) read the host once and named the app, if any: the
     // same answer here, never a second reading that could disagree with it (as Koa's `ctx.host` did).
@@ -99,7 +110,11 @@ export function appHostServer(deps: {
       ctx.originalUrl = ctx.request.originalUrl = ctx.path;
       if (ctx.path === SESSION_PATH) return redeem(ctx, key);
       if (ctx.path === CONFIRM_PATH) return confirm(ctx, key);
-      throw new NotFoundError();
+      // The portal bar (console/chrome.ts): its data from this origin's own session, its script and styles.
+      if (ctx.path === BAR_INFO_PATH) return answerBarInfo(ctx, await barUser(ctx, target.tier, target.name, key), portalOrigin);
+      return portalAssets(ctx, async () => {
+        throw new NotFoundError();
+      });
     }
     const app = table.get(target.tier, target.name);
     // Identity first: an anonymous visitor learns nothing about which apps exist.

@@ -88,6 +88,7 @@ export function groupPages(router: Router<PortalState>, deps: AdminDeps): void {
         parents,
         children: edges.filter((e) => e.parent === group.name).map((e) => e.child),
         candidates: all.filter((g) => !refused.has(g.name)).map((g) => g.name),
+        secondFactorRequired: (await deps.factors.requiringGroups()).includes(group.name),
       },
     };
   }

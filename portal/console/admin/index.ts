@@ -9,6 +9,7 @@ import { groupPages } from './groups.ts';
 import type { AdminDeps } from './kit.ts';
 import { otherPages } from './misc.ts';
 import { userPages } from './users.ts';
+import { factorPages } from './factors.ts';
 
 export type { AdminDeps } from './kit.ts';
 
@@ -40,5 +41,6 @@ export function adminRoutes(deps: AdminDeps): Router<PortalState> {
   appPages(router, deps);
   auditPages(router, deps);
   otherPages(router, deps);
+  factorPages(router, deps);
   return router;
 }

@@ -11,6 +11,7 @@ import type { AppRegistry } from '../../apps/app-registry.ts';
 import type { Supervisor } from '../../apps/supervisor.ts';
 import { signedInSession } from '../../sessions/user.ts';
 import type { Views } from '../../http/views.ts';
+import type { FactorDirectory } from '../../../lib/factors/factor-directory.ts';
 
 export interface AdminDeps {
   admin: DirectoryAdmin;
@@ -27,6 +28,8 @@ export interface AdminDeps {
   supervisor: Pick<Supervisor, 'running' | 'restarts' | 'lastErrorLine'>;
   views: Views;
   publicOrigin: string;
+  /** Second factors of local accounts, and the groups that require one. */
+  factors: FactorDirectory;
 }
 
 interface Flash {

@@ -61,7 +61,10 @@ export function userPages(router: Router<PortalState>, deps: AdminDeps): void {
     const tree = inheritanceOf(direct, edges);
     const levelOf = new Map(allGroups.map((g) => [g.name, g.level]));
     const memberships = paged([...tree.values()].sort((a, b) => a.group.localeCompare(b.group)), pageNumber(ctx.query.page), GROUPS_PAGE);
-    const rows = memberships.items.map((m) => ({ group: m.group, level: levelOf.get(m.group) ?? null, direct: m.depth === 0, via: shortPath(tree, m.group) }));
+    // Memberships a provider manages (and no admin made) are shown as such, with nothing to remove.
+    const [managed, byAdmin] = await Promise.all([groups.managedGroupsOf(user.id), groups.adminGroupsOf(user.id)]);
+    const managedBy = (group: string) => (byAdmin.includes(group) ? undefined : managed.get(group)?.join(', '));
+    const rows = memberships.items.map((m) => ({ group: m.group, level: levelOf.get(m.group) ?? null, direct: m.depth === 0, via: shortPath(tree, m.group), managedBy: m.depth === 0 ? managedBy(m.group) : undefined }));
     const directSet = new Set(direct);
     const choices = allGroups.filter((g) => !directSet.has(g.name));
     const shown = sessionIds.slice(0, SESSIONS_SHOWN);
@@ -90,6 +93,7 @@ export function userPages(router: Router<PortalState>, deps: AdminDeps): void {
         choices: choices.length <= SELECT_MAX ? choices : undefined,
         sessions: active,
         moreSessions: sessionIds.length - shown.length,
+        factors: await deps.factors.list(user.id),
       },
     };
   }
