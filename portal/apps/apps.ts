@@ -87,7 +87,7 @@ export async function buildApps(deps: { config: Config; koa: Koa<any, any>; stor
       await live.stop();
       await realtime.close();
       await supervisor.stopAll();
-      proxy.close();
+      await proxy.close();
     },
   };
 }
