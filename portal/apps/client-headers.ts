@@ -153,7 +153,7 @@ export function clientHeadersForUpstream(incoming: IncomingHttpHeaders): Record<
 }
 
 /** Whether a Connection header's (lowercased) value lists a header name. */
-function listsName(connection: string, name: string): boolean {
+export function listsName(connection: string, name: string): boolean {
   if (!connection.includes(name)) return false;
   return connection.split(',').some((token) => token.trim() === name);
 }

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
+import { listsName } from './client-headers.ts';
 
 /**
  * How the portal talks HTTP to upstream apps: one undici Pool per upstream origin, its connections
@@ -68,81 +69,107 @@ export function forward(
   filter: HeaderFilter,
 ): Promise<Forwarded> {
   return new Promise<Forwarded>((resolve, reject) => {
-    let controller: Dispatcher.DispatchController | undefined;
-    let settled = false;
-    const settle = (outcome: Forwarded) => {
-      if (settled) return;
-      settled = true;
-      res.off('close', clientClosed);
-      resolve(outcome);
-    };
-    const clientClosed = () => {
-      if (res.writableFinished) return;
-      controller?.abort(CLIENT_LEFT);
-      settle('client left');
-    };
-    res.on('close', clientClosed);
-    const resumeOnDrain = () => controller?.resume();
-
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(started) {
-        controller = started;
-        if (settled) started.abort(CLIENT_LEFT);
-      },
-      onResponseStart(_controller, status, headers, statusMessage) {
-        // 1xx (Early Hints, a 100 Continue the upstream volunteers) are not passed on: Node answers
-        // the client's Expect itself, and the final status follows.
-        if (status < 200 || settled) return;
-        for (const name of connectionNamed(headers.connection)) delete headers[name];
-        for (const name of RESPONSE_HOP_BY_HOP) delete headers[name];
-        const cookies = headers['set-cookie'];
-        if (typeof cookies === 'string') headers['set-cookie'] = [cookies];
-        filter(headers, res);
-        res.writeHead(status, statusMessage || undefined, headers as Record<string, string | string[]>);
-      },
-      onResponseData(paused, chunk) {
-        if (settled) return;
-        if (!res.write(chunk)) {
-          paused.pause();
-          res.once('drain', resumeOnDrain);
-        }
-      },
-      onResponseEnd() {
-        if (settled) return;
-        res.end();
-        settle('answered');
-      },
-      onResponseError(_controller, err) {
-        if (settled) return;
-        if (!res.headersSent) {
-          settled = true;
-          res.off('close', clientClosed);
-          reject(err);
-          return;
-        }
-        res.destroy();
-        settle('cut off');
-      },
-    };
+    const handler = new ForwardHandler(res, filter, resolve, reject);
     try {
       pool.dispatch({ method: request.method, path: request.path, headers: request.headers, body: request.body }, handler);
     } catch (err) {
       // undici refuses some requests synchronously (a header value it will not send).
-      handler.onResponseError?.(controller as Dispatcher.DispatchController, err as Error);
+      handler.fail(err as Error);
     }
   });
 }
 
+/**
+ * One forwarded request's undici handler. A class rather than closures: the hot path makes one
+ * object per request, not a dozen functions.
+ */
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private settled = false;
+  private readonly clientClosed = () => {
+    if (this.res.writableFinished) return;
+    this.controller?.abort(CLIENT_LEFT);
+    this.settle('client left');
+  };
+  private readonly resumeOnDrain = () => this.controller?.resume();
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly filter: HeaderFilter,
+    private readonly resolve: (outcome: Forwarded) => void,
+    private readonly reject: (err: unknown) => void,
+  ) {
+    res.on('close', this.clientClosed);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.settled) controller.abort(CLIENT_LEFT);
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    // 1xx (Early Hints, a 100 Continue the upstream volunteers) are not passed on: Node answers
+    // the client's Expect itself, and the final status follows.
+    if (status < 200 || this.settled) return;
+    const answer = endUpstreamHop(headers);
+    this.filter(answer, this.res);
+    this.res.writeHead(status, statusMessage || undefined, answer as Record<string, string | string[]>);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.settled) return;
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', this.resumeOnDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.settled) return;
+    this.res.end();
+    this.settle('answered');
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.fail(err);
+  }
+
+  /** The upstream failed: an error to answer with if nothing is written yet, else a cut-off answer. */
+  fail(err: Error): void {
+    if (this.settled) return;
+    if (!this.res.headersSent) {
+      this.settled = true;
+      this.res.off('close', this.clientClosed);
+      this.reject(err);
+      return;
+    }
+    this.res.destroy();
+    this.settle('cut off');
+  }
+
+  private settle(outcome: Forwarded): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.res.off('close', this.clientClosed);
+    this.resolve(outcome);
+  }
+}
+
+/**
+ * The upstream's answer headers without what belongs to its connection to the portal: the
+ * hop-by-hop ones and those its Connection header names; Set-Cookie always a list, as the response
+ * rules expect it. A new object (deleting keys from undici's would slow every use of it after).
+ */
+function endUpstreamHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const named = headers.connection === undefined ? undefined : String(headers.connection).toLowerCase();
+  const answer: IncomingHttpHeaders = Object.create(null);
+  for (const name in headers) {
+    if (RESPONSE_HOP_BY_HOP.has(name) || (named !== undefined && listsName(named, name))) continue;
+    const value = headers[name];
+    answer[name] = name === 'set-cookie' && typeof value === 'string' ? [value] : value;
+  }
+  return answer;
+}
+
 /** The reason an upstream request is aborted with when its client has gone. */
 const CLIENT_LEFT = Object.assign(new Error('the client closed the connection'), { code: 'ECONNRESET' });
-
-/** The header names a `Connection` header lists (besides keep-alive/close, which are dropped anyway). */
-function connectionNamed(value: string | string[] | undefined): string[] {
-  if (value === undefined) return [];
-  const names: string[] = [];
-  for (const token of String(value).split(',')) {
-    const name = token.trim().toLowerCase();
-    if (name) names.push(name);
-  }
-  return names;
-}
