@@ -11,7 +11,7 @@ import { errorJson, refuseRawUpgrade } from '../http/errors.ts';
 import type { AssertionSigner } from './assertions.ts';
 import { clientHeadersForUpstream, clientMayNotSend, endClientHop, withoutPortalCookies } from './client-headers.ts';
 import { forward, UpstreamPools } from './forwarder.ts';
-import { UpstreamIdentities } from './identity-headers.ts';
+import { UpstreamIdentities, type UpstreamIdentity } from './identity-headers.ts';
 import { ResponseRules } from './response-rules.ts';
 
 /** What the proxy needs to know about an upstream app. */
@@ -64,6 +64,8 @@ export class UpstreamProxy {
   /** What each user presents to each app, worked out once per user and app (identity-headers.ts). */
   private readonly identities = new UpstreamIdentities();
   private manifestGroups: ManifestGroups = () => undefined;
+  /** The headers that stay the same for an identity at an app (constantHeaders); they go with the identity. */
+  private readonly constants = new WeakMap<UpstreamIdentity, Map<string, Readonly<Record<string, string>>>>();
   /** Each app origin's URL, parsed once: its requests' forwarded host and scheme. */
   private readonly originUrls = new Map<string, URL>();
 
@@ -118,30 +120,41 @@ export class UpstreamProxy {
   }
 
   /**
-   * The headers the portal sets for the upstream, beside what is left of the client's: forwarding
-   * (X-Forwarded-For/-Host/-Proto, and -Prefix on the shared origin), the identity, and its signed
-   * assertion (reused while it has time left, so usually no promise at all).
+   * Sets the headers the portal adds for the upstream onto what is left of the client's:
+   * forwarding (X-Forwarded-For/-Host/-Proto, and -Prefix on the shared origin), the identity, and
+   * its signed assertion (reused while it has time left, so usually no promise at all). All but
+   * the client's address and the assertion stay the same for one identity at one app: made once.
    */
-  private portalHeaders(req: IncomingMessage, target: UpstreamTarget, manifestGroups: readonly string[], user: AtriumUser): Record<string, string> | Promise<Record<string, string>> {
-    const publicBase = target.origin ? this.originUrl(target.origin) : this.publicUrl;
+  private addPortalHeaders(headers: Record<string, string | string[]>, req: IncomingMessage, target: UpstreamTarget, manifestGroups: readonly string[], user: AtriumUser): void | Promise<void> {
     const identity = this.identities.of(user, target.prefix, manifestGroups);
-    const headers: Record<string, string> = {
-      'x-forwarded-for': req.socket.remoteAddress ?? '',
+    const audience = target.origin ?? `${this.publicUrl.origin}${target.prefix}`;
+    Object.assign(headers, this.constantHeaders(identity, target, audience));
+    headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
+    const reused = this.signer.reusable(identity.claims, audience);
+    if (reused !== undefined) {
+      headers['x-atrium-assertion'] = reused;
+      return;
+    }
+    return this.signer.sign(identity.claims, audience).then((token) => {
+      headers['x-atrium-assertion'] = token;
+    });
+  }
+
+  /** Forwarding host, scheme and prefix, and the identity: per identity (cached per user and app) and audience. */
+  private constantHeaders(identity: UpstreamIdentity, target: UpstreamTarget, audience: string): Readonly<Record<string, string>> {
+    let byAudience = this.constants.get(identity);
+    const hit = byAudience?.get(audience);
+    if (hit) return hit;
+    const publicBase = target.origin ? this.originUrl(target.origin) : this.publicUrl;
+    const made = Object.freeze({
       'x-forwarded-host': publicBase.host,
       'x-forwarded-proto': publicBase.protocol === 'https:' ? 'https' : 'http',
       ...(target.origin ? {} : { 'x-forwarded-prefix': target.prefix }),
       ...identity.headers,
-    };
-    const audience = target.origin ?? `${this.publicUrl.origin}${target.prefix}`;
-    const reused = this.signer.reusable(identity.claims, audience);
-    if (reused !== undefined) {
-      headers['x-atrium-assertion'] = reused;
-      return headers;
-    }
-    return this.signer.sign(identity.claims, audience).then((token) => {
-      headers['x-atrium-assertion'] = token;
-      return headers;
     });
+    if (!byAudience) this.constants.set(identity, (byAudience = new Map()));
+    byAudience.set(audience, made);
+    return made;
   }
 
   /** The path the upstream sees: without the prefix on the shared origin, as is on an app origin; the query kept. */
@@ -180,8 +193,8 @@ export class UpstreamProxy {
       manifestGroups ??= this.groupsOf(target);
       const req = ctx.req;
       const headers = clientHeadersForUpstream(req.headers);
-      const own = this.portalHeaders(req, forTarget, manifestGroups, user);
-      Object.assign(headers, own instanceof Promise ? await own : own);
+      const signing = this.addPortalHeaders(headers, req, forTarget, manifestGroups, user);
+      if (signing) await signing;
       // The client may have gone while the assertion was signed: its 'close' has passed, and would
       // never be heard below. Nothing to answer (metrics count it as the client's, 499).
       if (req.socket.destroyed) return this.disconnected(ctx, target);
@@ -218,8 +231,8 @@ export class UpstreamProxy {
         if (kept === undefined) delete headers.cookie;
         else headers.cookie = kept;
       }
-      const own = this.portalHeaders(req, target, this.groupsOf(target), user);
-      Object.assign(headers, own instanceof Promise ? await own : own);
+      const signing = this.addPortalHeaders(headers as Record<string, string | string[]>, req, target, this.groupsOf(target), user);
+      if (signing) await signing;
       this.appOf.set(req, target.prefix);
       req.url = UpstreamProxy.upstreamPath(req.url ?? '/', target, path);
     } catch (err) {
