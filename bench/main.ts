@@ -13,7 +13,7 @@ import { measure } from './load.ts';
 import { nginxProblem } from './peers.ts';
 import { checkPinning, children, cleanUpOnInterrupt, pinSelf, processTree, READY_TIMEOUT_MS, rssMB, sleep, stopAll } from './processes.ts';
 import { report, type Failure } from './report.ts';
-import { keepTemp, profile, RESULTS_DIR, runStartup, settings, startupBuild, TARGETS, targetsToRun, type ServerId, type TargetId } from './settings.ts';
+import { keepTemp, portalFromBuild, profile, RESULTS_DIR, runStartup, settings, startupBuild, TARGETS, targetsToRun, type ServerId, type TargetId } from './settings.ts';
 import { measureStartup, type StartupResult } from './startup.ts';
 import { isClean, MIN_CLEAN_RUNS } from './stats.ts';
 import { makeTarget, serversFor, startServer, startUpstream, type Server, type Target } from './targets.ts';
@@ -62,20 +62,26 @@ export async function main(): Promise<void> {
     );
     if (profile) mkdirSync(join(RESULTS_DIR, 'profiles'), { recursive: true });
 
+    // One build for the start-up figures from the build and for the portal targets (portalFromBuild).
+    const needsPortal = serversFor(ids).some((id) => id.startsWith('portal-'));
+    let builtEntry: string | undefined;
+    if ((runStartup && startupBuild) || (needsPortal && portalFromBuild)) {
+      console.log('  building the portal (tsc -p tsconfig.build.json into bench/results/build) ...');
+      try {
+        builtEntry = await buildPortal();
+      } catch (err) {
+        // The working tree may be mid-edit: that is no fault of the benchmark's for the start-up
+        // figures; the portal targets cannot run from a build that is not there.
+        failures.push({ part: 'the production build', reason: (err as Error).message, soft: !(needsPortal && portalFromBuild) });
+        console.error(`!! ${(err as Error).message}`);
+        if (needsPortal && portalFromBuild) throw err;
+      }
+    }
+
     if (runStartup) {
       for (const mode of startupBuild ? (['source', 'build'] as const) : (['source'] as const)) {
-        let entry: string | undefined;
-        if (mode === 'build') {
-          console.log('  building the portal for the start-up figures (tsc -p tsconfig.build.json into bench/results/build) ...');
-          try {
-            entry = await buildPortal();
-          } catch (err) {
-            // The working tree may be mid-edit: that is no fault of the benchmark's.
-            failures.push({ part: 'start-up figures from the build', reason: (err as Error).message, soft: true });
-            console.error(`!! ${(err as Error).message}`);
-            continue;
-          }
-        }
+        const entry = mode === 'build' ? builtEntry : undefined;
+        if (mode === 'build' && !entry) continue;
         console.log(`  start-up figures from the ${mode === 'build' ? 'build' : 'sources'} (${settings.startupApps} and 10 in-process apps, ${settings.startupRepeats} restarts each) ...`);
         try {
           const result = await measureStartup(temp, koaUrl, entry);
@@ -98,7 +104,7 @@ export async function main(): Promise<void> {
     const fixture = writeAppsDir(join(temp, 'apps-10'), 10, koaUrl, { realtime: true, upstream: servers.get('upstream')?.origin ?? 'http://127.0.0.1:9' });
     for (const id of needed) {
       if (servers.has(id)) continue;
-      servers.set(id, await startServer(id, { temp, fixture, upstream: servers.get('upstream') }));
+      servers.set(id, await startServer(id, { temp, fixture, upstream: servers.get('upstream'), builtEntry: portalFromBuild ? builtEntry : undefined }));
     }
     for (const s of servers.values()) console.log(`  started ${s.id.padEnd(15)} in ${(s.startupMs / 1000).toFixed(1)} s  ${s.origin}  (pid ${s.child.pid})`);
 

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { HOST, keepTemp, NGINX, profile, RATIOS, RESULTS_DIR, ROOT, settings, STARTUP_GOALS, WRK, type RatioSpec, type Run, type TargetId } from './settings.ts';
+import { HOST, keepTemp, NGINX, portalFromBuild, profile, RATIOS, RESULTS_DIR, ROOT, settings, STARTUP_GOALS, WRK, type RatioSpec, type Run, type TargetId } from './settings.ts';
 import type { StartupResult } from './startup.ts';
 import { CONTENDED_BELOW_PERCENT, countedRuns, GENERATOR_BOUND_PERCENT, isClean, medianOf } from './stats.ts';
 import type { Target } from './targets.ts';
@@ -131,6 +131,7 @@ export function report(input: { started: Date; targets: Target[]; startup: Start
       httpGenerator: `${WRK} -t1 -c${settings.connections} --latency (bench/wrk/check.lua), taskset -c ${settings.loadCore}`,
       socketGenerator: `bench/clients/socket-load.ts, ${settings.connections} clients, taskset -c ${settings.loadCore}`,
       servers: `taskset -c ${settings.serverCore}, upstream included`,
+      portal: portalFromBuild ? 'the production build, plain node (npm run start:prod)' : 'the sources through tsx (npm start)',
       nginx: NGINX,
       contendedBelowPercent: CONTENDED_BELOW_PERCENT,
       generatorBoundPercent: GENERATOR_BOUND_PERCENT,
@@ -217,7 +218,7 @@ function markdown(m: {
   rate: (id: TargetId) => number | undefined;
 }): string {
   const out: string[] = [];
-  out.push(`${m.started.toISOString().slice(0, 16).replace('T', ' ')} UTC, commit \`${m.commit}\`, ${settings.rounds} x ${settings.durationSeconds} s, ${settings.connections} connections/clients`);
+  out.push(`${m.started.toISOString().slice(0, 16).replace('T', ' ')} UTC, commit \`${m.commit}\`, ${settings.rounds} x ${settings.durationSeconds} s, ${settings.connections} connections/clients, portal ${portalFromBuild ? 'from the build' : 'from the sources'}`);
   out.push('');
   out.push('| target | rate (median) | server CPU µs/op (+ upstream) | p50 / p99 ms | RSS idle → after load | runs counted |');
   out.push('|---|---:|---:|---|---|---|');

@@ -34,6 +34,12 @@ export const profile = process.env.BENCH_PROFILE === '1';
 /** The start-up figures from the production build too (BENCH_STARTUP_BUILD=0: from the sources only). */
 export const startupBuild = process.env.BENCH_STARTUP_BUILD !== '0';
 export const keepTemp = process.env.BENCH_KEEP === '1';
+/**
+ * What the portal targets run: the production build (plain node, as `npm run start:prod`; the
+ * default, since that is what serves users) or the sources through tsx (BENCH_PORTAL_FROM=sources,
+ * as `npm start`; tsx's transform adds a helper call per closure made, which the hot path notices).
+ */
+export const portalFromBuild = (process.env.BENCH_PORTAL_FROM ?? 'build') !== 'sources';
 export const WRK = process.env.BENCH_WRK || '/usr/bin/wrk';
 export const NGINX = process.env.BENCH_NGINX || '/usr/sbin/nginx';
 

@@ -68,7 +68,7 @@ export async function startUpstream(): Promise<Server> {
   return { id: 'upstream', child, origin, startupMs, headers: {} };
 }
 
-export async function startServer(id: ServerId, ctx: { temp: string; fixture: AppsFixture; upstream: Server | undefined }): Promise<Server> {
+export async function startServer(id: ServerId, ctx: { temp: string; fixture: AppsFixture; upstream: Server | undefined; builtEntry: string | undefined }): Promise<Server> {
   const upstream = () => {
     if (!ctx.upstream) throw new Error(`${id} needs the upstream`);
     return ctx.upstream;
@@ -103,13 +103,13 @@ export async function startServer(id: ServerId, ctx: { temp: string; fixture: Ap
     case 'portal-sio':
     case 'portal-ws': {
       const instance = await portalInstance(id, ctx.fixture.dir, ctx.temp);
-      const { server, startupMs } = await startPortal(instance);
+      const { server, startupMs } = await startPortal(instance, ctx.builtEntry);
       return { id, child: server, origin: instance.origin, startupMs, headers: { Cookie: await signIn(instance) } };
     }
     case 'portal-bearer': {
       const instance = await portalInstance(id, ctx.fixture.dir, ctx.temp);
       const client = await registerMachineClient(instance);
-      const { server, startupMs } = await startPortal(instance);
+      const { server, startupMs } = await startPortal(instance, ctx.builtEntry);
       return { id, child: server, origin: instance.origin, startupMs, headers: { Authorization: `Bearer ${await machineToken(instance, client)}` } };
     }
   }

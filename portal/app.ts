@@ -146,6 +146,8 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
 
   // The request pipeline, top to bottom. An entry that is `false` is off in this configuration.
   // (Routers type their context more narrowly than the pipeline's; each is a Koa middleware all the same.)
+  // One authenticator for `Authorization`, on the fast app path and the ordinary one alike.
+  const bearer = bearerAuthenticator({ verifier, access: directory.access, audience: identity.audience, accessClaim });
   const pipeline: (Koa.Middleware<any, any> | false)[] = [
     metrics.middleware(),
     errorHandler(views, log, origin, { pendingLevels: (userId) => directory.requests.pendingLevels(userId) }),
@@ -154,7 +156,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     // Requests for an app's own origin are answered here and go no further.
     appHost ?? false,
     // Signed-in app requests that need no session work leave the pipeline here.
-    fastAppPath({ store: sessions, resolver, limits, dispatch: apps.dispatch, cookie: sessionCookieName(config.secureCookies) }),
+    fastAppPath({ store: sessions, resolver, limits, dispatch: apps.dispatch, cookie: sessionCookieName(config.secureCookies), bearer }),
     healthRoutes({ database, rp, redis: cluster, isolation }).routes(),
     assets(),
     jwksRoute(apps.assertions),
@@ -168,7 +170,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
     !!embedded && withQuietAsyncHooks(EMBEDDED_PREFIX, mount(EMBEDDED_PREFIX, embedded.provider)),
     sessionMiddleware(app, sessions, { maxAgeMs: limits.lifetimeMs, secure: config.secureCookies }),
     sessionLifecycle({ limits, refresher, accessClaim, tokenGrantsLevel, log }),
-    userMiddleware(resolver, bearerAuthenticator({ verifier, access: directory.access, audience: identity.audience, accessClaim })),
+    userMiddleware(resolver, bearer),
     apps.dispatch,
     metrics.route(),
     !!origins && handoffRoutes({ pattern: origins.pattern, table: apps.table, sessions: origins.sessions, reader: apps.reader, views }).routes(),

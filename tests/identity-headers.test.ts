@@ -313,10 +313,12 @@ describe('the client’s Connection header', () => {
     const r = await rawRequest(port(), '/apps/ea/headers/', { headers: { Cookie: cookieHeader(ea), ...JSON_ACCEPT, Connection: LISTING, 'X-Request-Id': 'req-1' } });
     expect(r.status).toBe(200);
     const received = r.json() as Record<string, string>;
-    expect(received.connection).toBe('close');
+    // The portal's own hop: a kept-alive upstream connection, whatever the client's said.
+    expect(received.connection).toBe('keep-alive');
     expect(received['x-atrium-assertion']).toMatch(/^eyJ/);
     expect(received['x-atrium-level']).toBe('ea');
     expect(received['x-request-id']).toBeUndefined();
+    expect(received['keep-alive']).toBeUndefined();
   });
 });
 

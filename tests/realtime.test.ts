@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../lib/cli.ts';
 import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
 import { Agent, signInEveryDemoAccount } from './helpers/agent.ts';
 import { KOA, makeAppsDir } from './helpers/apps.ts';
@@ -250,14 +251,16 @@ describe('a buggy app handler', () => {
 });
 
 describe('revocation from outside this process', () => {
-  it('a session deleted by another process (the CLI) is noticed by the periodic check', async () => {
+  it('a revocation by the CLI (its own session store on the same database, no events) reaches open sockets', async () => {
     const agent = new Agent(portal.origin);
     await agent.login('ea@example.com', DEMO_PASSWORD);
     const socket = await connect(portal.origin, NAMESPACES.ea, cookieHeader(agent));
     if (!socket.ok) throw new Error('expected to connect');
-    const sid = agent.cookie('atrium.sid')!.value;
-    await portal.portal.database.db.deleteFrom('sessions').where('id', '=', sid).execute();
-    portal.portal.sessions.forget(sid); // what a Redis invalidation message does across instances
+    let out = '';
+    // What `npm run atrium -- sessions revoke` runs: a SqlSessionStore of its own, not the portal's cache.
+    const code = await runCli(['sessions', 'revoke', 'ea@example.com'], portal.portal.database, { out: (t) => (out += t), err: (t) => (out += t) }, 'cli:test');
+    expect(code, out).toBe(0);
     await disconnected(socket.socket, GONE_WITHIN_MS);
+    expect((await agent.get('/me', { Accept: 'application/json' })).status).toBe(401);
   });
 });

@@ -179,6 +179,8 @@ export class DirectoryAdmin {
     const user = await this.resolveUser(userRef);
     const ended = await this.deps.sessions.destroyBySubject(user.sub);
     await this.deps.audit.record({ actor, action: 'session.revoke_all', target: `user:${user.email ?? user.sub}`, after: { sessionsEnded: ended } });
+    // How a revocation made elsewhere (the CLI) reaches the portals' open sockets (socket-sessions.ts).
+    await bumpRevision(this.deps.database);
     return ended;
   }
 
@@ -188,6 +190,7 @@ export class DirectoryAdmin {
     if (!ids.includes(sessionId)) throw new NotFoundError('That session does not exist or has already ended.');
     await this.deps.sessions.destroy(sessionId);
     await this.deps.audit.record({ actor, action: 'session.revoke', target: `user:${user.email ?? user.sub}`, after: { session: `${sessionId.slice(0, 8)}…` } });
+    await bumpRevision(this.deps.database);
   }
 
   /** Refuses a password that the rules (passwords.ts) refuse, with their message. Never echoes the password. */

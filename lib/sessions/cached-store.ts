@@ -50,6 +50,7 @@ interface Entry {
 export class CachedSessionStore implements SessionStore {
   private readonly entries = new Map<string, Entry>();
   private readonly endedListeners: ((ids: string[]) => void)[] = [];
+  private readonly changedListeners: ((ids: string[]) => void)[] = [];
 
   /** Set when several instances share the store: tells the others to drop their cached copies. */
   publish: ((event: SessionEvent) => void) | undefined;
@@ -83,7 +84,8 @@ export class CachedSessionStore implements SessionStore {
   receive(event: SessionEvent): void {
     // A changed session's copy goes too: it may be a single-use record another instance took.
     for (const id of event.ids) this.forget(id);
-    if (event.kind === 'ended') for (const listener of this.endedListeners) listener(event.ids);
+    const listeners = event.kind === 'ended' ? this.endedListeners : this.changedListeners;
+    for (const listener of listeners) listener(event.ids);
   }
 
   /**
@@ -105,6 +107,14 @@ export class CachedSessionStore implements SessionStore {
       return copy;
     }
     return this.read(id, now);
+  }
+
+  /**
+   * The store's answer now, not the cached one (which is then replaced): for a change the cache
+   * cannot have heard of, such as a revocation by the CLI. Falls back like get() when the store fails.
+   */
+  getFresh(id: string): Promise<StoredSession | undefined> {
+    return this.read(id, Date.now());
   }
 
   /** A read from the store; when it fails, the last good copy if one is within bounds, else the store's error. */
@@ -164,6 +174,7 @@ export class CachedSessionStore implements SessionStore {
     if (updated) {
       this.remember(id, { data, expiresAt: now + ttlMs }, now);
       this.publish?.({ kind: 'changed', ids: [id] });
+      for (const listener of this.changedListeners) listener([id]);
     } else {
       this.forget(id);
     }
@@ -190,6 +201,14 @@ export class CachedSessionStore implements SessionStore {
   /** Hears about every session this process ends (logout, revocation), e.g. to close its sockets. */
   onEnded(listener: (ids: string[]) => void): void {
     this.endedListeners.push(listener);
+  }
+
+  /**
+   * Hears about every session that changed, here or (with session events shared) on another
+   * instance: a token refresh, a touch. E.g. to re-check the sockets that session holds.
+   */
+  onChanged(listener: (ids: string[]) => void): void {
+    this.changedListeners.push(listener);
   }
 
   async destroy(id: string): Promise<void> {

@@ -62,10 +62,12 @@ export async function buildApps(deps: { config: Config; koa: Koa<any, any>; stor
   const decorate = childServices(directory.profiles);
 
   // Sockets follow sessions and the directory: an ended session or a demotion closes them.
+  // (No polling: socket-sessions.ts.) Revocations by the CLI arrive as directory changes, so those
+  // read every session with sockets afresh.
+  const recheckFailed = (err: unknown) => log.warn({ err }, 'socket re-check failed');
   storage.sessions.onEnded((ids) => realtime.endSessions(ids));
-  directory.watcher.onChange(() => {
-    realtime.recheckAll().catch((err: unknown) => log.warn({ err }, 'socket re-check failed'));
-  });
+  storage.sessions.onChanged((ids) => void realtime.sessionsChanged(ids).catch(recheckFailed));
+  directory.watcher.onChange(() => void realtime.recheckAll(true).catch(recheckFailed));
 
   return {
     table,
@@ -87,7 +89,7 @@ export async function buildApps(deps: { config: Config; koa: Koa<any, any>; stor
       await live.stop();
       await realtime.close();
       await supervisor.stopAll();
-      proxy.close();
+      await proxy.close();
     },
   };
 }

@@ -37,11 +37,17 @@ export class AssertionSigner {
     return new AssertionSigner(key, stored.kid, { keys: [publicJwk] }, issuer);
   }
 
+  /** The token sign() would return without signing anew, if there is one (no promise on the hot path). */
+  reusable(claims: AssertionClaims, audience: string): string | undefined {
+    const hit = this.cache.get(claims)?.get(audience);
+    return hit && hit.exp - Math.floor(Date.now() / 1000) > REUSE_MARGIN_SECONDS ? hit.token : undefined;
+  }
+
   async sign(claims: AssertionClaims, audience: string): Promise<string> {
+    const reused = this.reusable(claims, audience);
+    if (reused !== undefined) return reused;
     const now = Math.floor(Date.now() / 1000);
     let byAudience = this.cache.get(claims);
-    const hit = byAudience?.get(audience);
-    if (hit && hit.exp - now > REUSE_MARGIN_SECONDS) return hit.token;
     const { sub, ...rest } = claims;
     // The subject is always there (identity-headers.ts refuses a request whose subject cannot be sent).
     const token = await new SignJWT({ ...rest })

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { isPortalCookieName } from './response-rules.ts';
 
 /**
  * Request headers a client may not pass on to an upstream app. An app behind Atrium may once have
@@ -80,8 +81,29 @@ export function clientMayNotSend(name: string): boolean {
   return CLIENT_MAY_NOT_SEND.test(name);
 }
 
+/**
+ * The answers for header names seen so far: a browser sends the same dozen names on every request.
+ * Names are the client's to choose, so the memo stops growing at a bound (then the test just runs).
+ */
+const MAX_REMEMBERED_NAMES = 1_000;
+const refusedNames = new Map<string, boolean>();
+function refusedName(name: string): boolean {
+  let refused = refusedNames.get(name);
+  if (refused === undefined) {
+    refused = HOP_BY_HOP_HTTP.has(name) || clientMayNotSend(name);
+    if (refusedNames.size < MAX_REMEMBERED_NAMES) refusedNames.set(name, refused);
+  }
+  return refused;
+}
+
 /** Hop-by-hop headers (RFC 9110 §7.6.1) besides those Connection names: the client's connection's, not the upstream's. */
 const HOP_BY_HOP = ['keep-alive', 'proxy-connection', 'te', 'upgrade'];
+/**
+ * What an HTTP request to an upstream never carries of the client's: the hop-by-hop headers, and
+ * the framing the forwarder writes itself (Transfer-Encoding: the body is re-framed; Expect: Node
+ * has already answered the client's 100-continue, so the upstream gets the body without asking).
+ */
+const HOP_BY_HOP_HTTP = new Set(['connection', ...HOP_BY_HOP, 'transfer-encoding', 'expect']);
 
 /**
  * Ends the client's hop before the request goes on (RFC 9110 §7.6.1): every header the client's
@@ -105,3 +127,52 @@ export function endClientHop(headers: IncomingHttpHeaders, upgrade: boolean): vo
   if (upgrade) headers.connection = 'Upgrade';
   else delete headers.connection;
 }
+
+/**
+ * The client's request headers as an upstream app may see them (a new object; the request's own are
+ * left as they are): the client's hop ended as endClientHop does, every header clientMayNotSend
+ * names dropped, and the portal's cookies taken out of Cookie. The portal adds its own after.
+ */
+export function clientHeadersForUpstream(incoming: IncomingHttpHeaders): Record<string, string | string[]> {
+  // No prototype: a header named __proto__ is a header like any other here.
+  const out: Record<string, string | string[]> = Object.create(null);
+  const connection = incoming.connection;
+  const named = connection === undefined ? undefined : String(connection).toLowerCase();
+  for (const name in incoming) {
+    const value = incoming[name];
+    if (value === undefined || refusedName(name)) continue;
+    if (named !== undefined && listsName(named, name)) continue;
+    if (name === 'cookie') {
+      const kept = withoutPortalCookies(value as string);
+      if (kept !== undefined) out.cookie = kept;
+      continue;
+    }
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Whether a Connection header's (lowercased) value lists a header name. */
+export function listsName(connection: string, name: string): boolean {
+  if (!connection.includes(name)) return false;
+  return connection.split(',').some((token) => token.trim() === name);
+}
+
+/** The portal's cookies (`atrium.…`, also `__Host-`/`__Secure-` prefixed) are never an upstream's to see. */
+export function withoutPortalCookies(cookie: string): string | undefined {
+  const memo = keptCookies.get(cookie);
+  if (memo !== undefined) return memo === NO_COOKIES ? undefined : memo;
+  const kept = cookie
+    .split(';')
+    .map((c) => c.trim())
+    .filter((c) => c && !isPortalCookieName(c.includes('=') ? c.slice(0, c.indexOf('=')) : c));
+  const result = kept.length > 0 ? kept.join('; ') : undefined;
+  // A browser sends the same Cookie header with each request of a session; the memo is bounded and
+  // starts over when full (the header holds session ids: it is never kept anywhere else).
+  if (keptCookies.size >= MAX_REMEMBERED_COOKIES) keptCookies.clear();
+  keptCookies.set(cookie, result ?? NO_COOKIES);
+  return result;
+}
+const MAX_REMEMBERED_COOKIES = 10_000;
+const NO_COOKIES = '\0';
+const keptCookies = new Map<string, string>();

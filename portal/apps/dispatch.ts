@@ -6,11 +6,12 @@ import { ForbiddenError, NotFoundError, UnauthenticatedError, type AtriumError }
 import { decide, type GateDecision } from '../../lib/gate.ts';
 import type { Logger } from '../../lib/log.ts';
 import { isBrowserNavigation, type PortalContext, type PortalMiddleware } from '../http/context.ts';
+import { mountUnder } from './mount-app.ts';
 import { ResponseRules } from './response-rules.ts';
 import { stepUpLoginUrl } from '../sessions/step-up.ts';
 
 export interface MountedApp extends LoadedApp {
-  /** The app's middleware, composed once: a koa-mount of the app, or the upstream proxy. */
+  /** The app's middleware, composed once: the app mounted under its prefix (mount-app.ts), or the upstream proxy. */
   handler: Koa.Middleware;
   /** The same on the app's own origin (APP_ORIGIN), where the app lives at `/` rather than its prefix. */
   originHandler: Koa.Middleware;
@@ -35,7 +36,7 @@ export class AppTable {
     // Either way, an in-process app's response headers pass the rules, wrapped here once per app.
     const mounted: MountedApp = {
       ...app,
-      handler: handler ?? this.rules.guard(app.prefix, mount(app.prefix, app.app as Koa)),
+      handler: handler ?? this.rules.guard(app.prefix, mountUnder(app.prefix, app.app as Koa)),
       originHandler: handler ?? this.rules.guard(app.prefix, mount(app.app as Koa)),
     };
     this.byKey.set(`${app.tier}/${app.name}`, mounted);

@@ -9,9 +9,10 @@ import type { Logger } from '../../lib/log.ts';
 import { isClientDisconnect } from '../http/client-disconnect.ts';
 import { errorJson, refuseRawUpgrade } from '../http/errors.ts';
 import type { AssertionSigner } from './assertions.ts';
-import { clientMayNotSend, endClientHop } from './client-headers.ts';
-import { UpstreamIdentities } from './identity-headers.ts';
-import { isPortalCookieName, ResponseRules } from './response-rules.ts';
+import { clientHeadersForUpstream, clientMayNotSend, endClientHop, withoutPortalCookies } from './client-headers.ts';
+import { forward, UpstreamPools } from './forwarder.ts';
+import { UpstreamIdentities, type UpstreamIdentity } from './identity-headers.ts';
+import { ResponseRules } from './response-rules.ts';
 
 /** What the proxy needs to know about an upstream app. */
 export interface UpstreamTarget {
@@ -35,27 +36,36 @@ const NONE: readonly string[] = Object.freeze([]);
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 30_000;
 /** Once an app has answered, how long its stream may stay silent (long polls, event streams). */
 const STREAM_IDLE_MS = 120_000;
+/**
+ * At most this many connections to one upstream at a time (per portal instance); more requests
+ * wait their turn in the portal. Well above what a one-process app server handles at once.
+ */
+const UPSTREAM_CONNECTIONS = 256;
 /** The error a request to a hung app ends with (Node's own code for a timeout). */
 const TIMED_OUT = 'ETIMEDOUT';
 
 /**
- * Reverse proxy for apps that run in their own process (http-proxy-3), for HTTP and websocket
- * upgrades. The prefix is stripped (`X-Forwarded-Prefix` says what it was), the identity travels in
+ * Reverse proxy for apps that run in their own process: HTTP through kept-alive undici pools
+ * (forwarder.ts), websocket upgrades through http-proxy-3. The prefix is stripped (`X-Forwarded-Prefix` says what it was), the identity travels in
  * `X-Atrium-*` headers with a signed assertion, and whatever a client sent under those names, as
  * another proxy's identity or forwarding headers (client-headers.ts), or as the portal's cookies,
  * never reaches the app. The app's answers (and websocket handshake answers) pass the response
  * rules (response-rules.ts) before they are written.
  */
 export class UpstreamProxy {
-  // proxyTimeout is the idle bound once the app answers; before that, the shorter one (answerWithin).
+  // Websockets only. proxyTimeout is the idle bound once the app answers; before that, the shorter one (answerWithin).
   private readonly proxy = createProxyServer({ xfwd: false, changeOrigin: false, proxyTimeout: STREAM_IDLE_MS, ws: true });
   private readonly timeoutMs: number;
+  /** HTTP: one pool of kept-alive connections per upstream. */
+  private readonly pools: UpstreamPools;
   private readonly rules: ResponseRules;
   /** Which app a request in flight is for, so the response rules can name it. */
   private readonly appOf = new WeakMap<IncomingMessage, string>();
   /** What each user presents to each app, worked out once per user and app (identity-headers.ts). */
   private readonly identities = new UpstreamIdentities();
   private manifestGroups: ManifestGroups = () => undefined;
+  /** The headers that stay the same for an identity at an app (constantHeaders); they go with the identity. */
+  private readonly constants = new WeakMap<UpstreamIdentity, Map<string, Readonly<Record<string, string>>>>();
   /** Each app origin's URL, parsed once: its requests' forwarded host and scheme. */
   private readonly originUrls = new Map<string, URL>();
 
@@ -66,14 +76,10 @@ export class UpstreamProxy {
     options: { timeoutMs?: number } = {},
   ) {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
+    this.pools = new UpstreamPools({ answerWithinMs: this.timeoutMs, streamIdleMs: STREAM_IDLE_MS, connections: UPSTREAM_CONNECTIONS });
     // Errors are handled per request below; this keeps an unexpected one from crashing the process.
     this.proxy.on('error', (err) => this.log.warn({ err }, 'proxy error'));
     this.rules = new ResponseRules(log);
-    // The upstream's headers are rewritten before http-proxy-3 copies them onto the response.
-    this.proxy.on('proxyRes', (proxyRes, req, res) => {
-      this.rules.filterUpstream(proxyRes.headers, this.appOf.get(req) ?? 'upstream');
-      keepPortalSetCookie(res, proxyRes.headers);
-    });
     // A websocket handshake's answer (101, or a plain HTTP one) is written straight to the socket:
     // these listeners run before http-proxy-3's own, which are added after this event.
     this.proxy.on('proxyReqWs', (proxyReq, req) => {
@@ -83,7 +89,6 @@ export class UpstreamProxy {
       proxyReq.once('response', filter);
       this.answerWithin(proxyReq, req);
     });
-    this.proxy.on('proxyReq', (proxyReq, req) => this.answerWithin(proxyReq, req));
   }
 
   /**
@@ -114,26 +119,49 @@ export class UpstreamProxy {
     this.manifestGroups = lookup;
   }
 
-  /** Rewrites the request for the upstream: path without the prefix, identity headers, forwarding headers. */
-  private async prepare(req: IncomingMessage, target: UpstreamTarget, manifestGroups: readonly string[], user: AtriumUser, path: string): Promise<void> {
-    this.appOf.set(req, target.prefix);
-    const url = new URL(req.url ?? '/', 'http://x');
-    const rest = target.origin ? path : path.slice(target.prefix.length) || '/';
-    req.url = `${rest}${url.search}`;
-    const headers = req.headers;
-    const clientIp = req.socket.remoteAddress ?? '';
-    for (const name of Object.keys(headers)) if (clientMayNotSend(name)) delete headers[name];
-    stripPortalCookies(headers);
-    const publicBase = target.origin ? this.originUrl(target.origin) : this.publicUrl;
+  /**
+   * Sets the headers the portal adds for the upstream onto what is left of the client's:
+   * forwarding (X-Forwarded-For/-Host/-Proto, and -Prefix on the shared origin), the identity, and
+   * its signed assertion (reused while it has time left, so usually no promise at all). All but
+   * the client's address and the assertion stay the same for one identity at one app: made once.
+   */
+  private addPortalHeaders(headers: Record<string, string | string[]>, req: IncomingMessage, target: UpstreamTarget, manifestGroups: readonly string[], user: AtriumUser): void | Promise<void> {
     const identity = this.identities.of(user, target.prefix, manifestGroups);
-    Object.assign(headers, {
-      'x-forwarded-for': clientIp,
+    const audience = target.origin ?? `${this.publicUrl.origin}${target.prefix}`;
+    Object.assign(headers, this.constantHeaders(identity, target, audience));
+    headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
+    const reused = this.signer.reusable(identity.claims, audience);
+    if (reused !== undefined) {
+      headers['x-atrium-assertion'] = reused;
+      return;
+    }
+    return this.signer.sign(identity.claims, audience).then((token) => {
+      headers['x-atrium-assertion'] = token;
+    });
+  }
+
+  /** Forwarding host, scheme and prefix, and the identity: per identity (cached per user and app) and audience. */
+  private constantHeaders(identity: UpstreamIdentity, target: UpstreamTarget, audience: string): Readonly<Record<string, string>> {
+    let byAudience = this.constants.get(identity);
+    const hit = byAudience?.get(audience);
+    if (hit) return hit;
+    const publicBase = target.origin ? this.originUrl(target.origin) : this.publicUrl;
+    const made = Object.freeze({
       'x-forwarded-host': publicBase.host,
-      'x-forwarded-proto': publicBase.protocol.replace(':', ''),
+      'x-forwarded-proto': publicBase.protocol === 'https:' ? 'https' : 'http',
       ...(target.origin ? {} : { 'x-forwarded-prefix': target.prefix }),
       ...identity.headers,
-      'x-atrium-assertion': await this.signer.sign(identity.claims, target.origin ?? `${this.publicUrl.origin}${target.prefix}`),
     });
+    if (!byAudience) this.constants.set(identity, (byAudience = new Map()));
+    byAudience.set(audience, made);
+    return made;
+  }
+
+  /** The path the upstream sees: without the prefix on the shared origin, as is on an app origin; the query kept. */
+  private static upstreamPath(url: string, target: UpstreamTarget, path: string): string {
+    const query = url.indexOf('?');
+    const rest = target.origin ? path : path.slice(target.prefix.length) || '/';
+    return query < 0 ? rest : `${rest}${url.slice(query)}`;
   }
 
   private originUrl(origin: string): URL {
@@ -153,36 +181,37 @@ export class UpstreamProxy {
   handler(target: UpstreamTarget): Koa.Middleware {
     // A handler serves one load of one app: a changed manifest comes with a new handler.
     let manifestGroups: readonly string[] | undefined;
+    const pool = this.pools.poolFor(target.upstream);
+    const filter = (headers: IncomingHttpHeaders, res: ServerResponse) => {
+      this.rules.filterUpstream(headers, target.prefix);
+      keepPortalSetCookie(res, headers);
+    };
     return async (ctx) => {
       const user = ctx.state.user as AtriumUser;
       const origin = (ctx.state as { appOrigin?: string }).appOrigin;
+      const forTarget = origin ? { ...target, origin } : target;
       manifestGroups ??= this.groupsOf(target);
-      endClientHop(ctx.req.headers, false);
-      await this.prepare(ctx.req, origin ? { ...target, origin } : target, manifestGroups, user, ctx.path);
+      const req = ctx.req;
+      const headers = clientHeadersForUpstream(req.headers);
+      const signing = this.addPortalHeaders(headers, req, forTarget, manifestGroups, user);
+      if (signing) await signing;
       // The client may have gone while the assertion was signed: its 'close' has passed, and would
       // never be heard below. Nothing to answer (metrics count it as the client's, 499).
-      if (ctx.req.socket.destroyed) return this.disconnected(ctx, target);
+      if (req.socket.destroyed) return this.disconnected(ctx, target);
       ctx.respond = false;
+      let outcome;
       try {
-        await new Promise<void>((resolve, reject) => {
-          ctx.res.once('close', () => resolve());
-          this.proxy.web(ctx.req, ctx.res, { target: target.upstream.href }, (err) => reject(err));
-        });
-        // Closed before the answer was complete: the client left (an aborted upload, a closed tab).
-        if (!ctx.res.writableFinished) this.disconnected(ctx, target);
+        outcome = await forward(pool, { method: req.method ?? 'GET', path: UpstreamProxy.upstreamPath(req.url ?? '/', forTarget, ctx.path), headers, body: hasBody(req) ? req : null }, ctx.res, filter);
       } catch (err) {
-        if (ctx.res.headersSent) {
-          ctx.res.destroy();
-          return;
-        }
         ctx.respond = true;
         // The client aborting its upload is not the app's failure: the error handler logs it as a disconnect.
-        if (isClientDisconnect(ctx.req, err)) throw err;
-        if ((err as { code?: unknown }).code === TIMED_OUT) {
-          throw new UpstreamError('This app did not answer in time. Try again in a moment.', { cause: err, code: 'upstream_timeout' });
-        }
+        if (isClientDisconnect(req, err)) throw err;
+        if (isTimeout(err)) throw new UpstreamError('This app did not answer in time. Try again in a moment.', { cause: err, code: 'upstream_timeout' });
         throw new UpstreamError(`This app is not answering right now (${describe(err)}). Try again in a moment.`, { cause: err, code: 'upstream_unavailable' });
       }
+      // Closed before the answer was complete: the client left (an aborted upload, a closed tab).
+      if (outcome === 'client left') this.disconnected(ctx, target);
+      else if (outcome === 'cut off') this.log.warn({ method: ctx.method, url: ctx.originalUrl, app: target.prefix }, 'upstream broke off its answer');
     };
   }
 
@@ -195,7 +224,17 @@ export class UpstreamProxy {
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, target: UpstreamTarget, user: AtriumUser, path: string): Promise<void> {
     endClientHop(req.headers, true);
     try {
-      await this.prepare(req, target, this.groupsOf(target), user, path);
+      const headers = req.headers;
+      for (const name of Object.keys(headers)) if (clientMayNotSend(name)) delete headers[name];
+      if (headers.cookie !== undefined) {
+        const kept = withoutPortalCookies(headers.cookie);
+        if (kept === undefined) delete headers.cookie;
+        else headers.cookie = kept;
+      }
+      const signing = this.addPortalHeaders(headers as Record<string, string | string[]>, req, target, this.groupsOf(target), user);
+      if (signing) await signing;
+      this.appOf.set(req, target.prefix);
+      req.url = UpstreamProxy.upstreamPath(req.url ?? '/', target, path);
     } catch (err) {
       // Refused as over HTTP (a subject no header can carry is a 400), not left to end as a 500.
       if (!(err instanceof AtriumError)) throw err;
@@ -207,31 +246,33 @@ export class UpstreamProxy {
     });
   }
 
-  close(): void {
+  close(): Promise<void> {
     this.proxy.close();
+    return this.pools.close();
   }
 }
 
-/** The portal's cookies (`atrium.…`, also `__Host-`/`__Secure-` prefixed) are never the upstream's to see. */
-function stripPortalCookies(headers: IncomingHttpHeaders): void {
-  if (!headers.cookie) return;
-  const kept = headers.cookie
-    .split(';')
-    .map((c) => c.trim())
-    .filter((c) => c && !isPortalCookieName(c.includes('=') ? c.slice(0, c.indexOf('=')) : c));
-  if (kept.length > 0) headers.cookie = kept.join('; ');
-  else delete headers.cookie;
-}
-
 /**
- * http-proxy-3 sets the upstream's Set-Cookie on the response, replacing any the portal put there
- * first (a session signature re-signed under a newer key): those are kept, ahead of the app's.
+ * Writing the upstream's Set-Cookie would replace any the portal put on the response first (a
+ * session signature re-signed under a newer key): those are kept, ahead of the app's.
  */
 function keepPortalSetCookie(res: ServerResponse, upstream: IncomingHttpHeaders): void {
   const app = upstream['set-cookie'];
   if (app === undefined || !res.hasHeader('set-cookie')) return;
   const own = res.getHeader('set-cookie');
   upstream['set-cookie'] = [...(Array.isArray(own) ? own : [String(own)]), ...app];
+}
+
+/** Whether the request has a body to stream on (a GET may have one too; then it goes as well). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+/** The upstream took longer than UPSTREAM_TIMEOUT to answer (undici's headers timeout), or a websocket's handshake did. */
+function isTimeout(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === TIMED_OUT;
 }
 
 function describe(err: unknown): string {

@@ -6,10 +6,7 @@ import { decide, type GatedApp } from '../../lib/gate.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { SessionIdentity, SessionReader } from '../sessions/reader.ts';
 import { appOfRequest, type AppOrigins } from './origin/request-host.ts';
-
-const RECHECK_MS = 1_000;
-
-interface SocketData extends Partial<SessionIdentity> {}
+import { SessionSockets, type AdmittedSocketData } from './socket-sessions.ts';
 
 /**
  * socket.io on the portal's server. Each app with a `realtime` hook gets the namespace
@@ -18,16 +15,16 @@ interface SocketData extends Partial<SessionIdentity> {}
  * accepted, so the app's hook only ever sees allowed, identified sockets (`socket.data.user`).
  * Refusals arrive as `connect_error` with message `unauthenticated` or `forbidden`.
  *
- * Access is re-evaluated for every open socket when the directory changes, when this process ends a
- * session, and once a second (sessions ended elsewhere, expiry), so a logout, revocation or
- * demotion disconnects within about a second.
+ * Access is re-evaluated by events, never by polling (socket-sessions.ts): a session ended or
+ * changed (here or on another instance), a directory change, a session reaching its idle or
+ * lifetime limit. A logout, revocation or demotion disconnects at once; one made by the CLI within
+ * the directory watcher's second.
  */
 export class Realtime {
   readonly io: Server;
   private readonly namespaces = new Map<string, { app: LoadedApp; nsp: Namespace }>();
-  /** Websockets proxied to upstream apps: held to the same revocation rules as socket.io. */
-  private readonly tunnels = new Map<Duplex, { sessionId: string; app: GatedApp & { prefix: string } }>();
-  private timer: NodeJS.Timeout | undefined;
+  /** Open sockets and proxied websockets by session, re-checked when their session or the directory changes. */
+  private readonly connections: SessionSockets;
 
   constructor(
     private readonly reader: SessionReader,
@@ -48,14 +45,11 @@ export class Realtime {
     });
     // The root namespace is not an app: nobody may use it.
     this.io.of('/').use((_socket, next) => next(new Error('forbidden')));
+    this.connections = new SessionSockets(reader, log);
   }
 
   attach(server: HttpServer): void {
     this.io.attach(server);
-    this.timer = setInterval(() => {
-      this.recheckAll(true).catch((err: unknown) => this.log.warn({ err }, 'socket re-check failed'));
-    }, RECHECK_MS);
-    this.timer.unref();
   }
 
   mount(app: LoadedApp): void {
@@ -88,6 +82,8 @@ export class Realtime {
       nsp.off('connection', listener);
       nsp.on('connection', (socket: Socket) => guarded(() => listener(socket), socket, app.prefix, 'connection', this.log));
     }
+    // First, before the app's listeners: a socket they disconnect at once is still forgotten.
+    nsp.prependListener('connection', (socket: Socket) => this.connections.addSocket(socket, app));
     this.namespaces.set(app.prefix, { app, nsp });
   }
 
@@ -108,7 +104,7 @@ export class Realtime {
     if (!identity) return 'unauthenticated';
     const decision = decide(identity.user, app);
     if (!decision.allowed) return decision.status === 401 ? 'unauthenticated' : 'forbidden';
-    const data = socket.data as SocketData;
+    const data = socket.data as AdmittedSocketData;
     data.sessionId = identity.sessionId;
     data.session = identity.session;
     data.user = identity.user;
@@ -136,55 +132,25 @@ export class Realtime {
 
   /** Holds a proxied upstream websocket to the same rules; it is closed when its session or access ends. */
   trackTunnel(socket: Duplex, sessionId: string, app: GatedApp & { prefix: string }): void {
-    this.tunnels.set(socket, { sessionId, app });
-    socket.once('close', () => this.tunnels.delete(socket));
+    this.connections.addTunnel(socket, sessionId, app);
   }
 
-  /** Disconnects every socket of these sessions (logout, revocation in this process). */
+  /** Disconnects every socket of these sessions (logout, revocation, here or on another instance). */
   endSessions(ids: string[]): void {
-    const ended = new Set(ids);
-    for (const [socket, tunnel] of this.tunnels) if (ended.has(tunnel.sessionId)) socket.destroy();
-    for (const { nsp } of this.namespaces.values()) {
-      for (const socket of nsp.sockets.values()) {
-        if (ended.has((socket.data as SocketData).sessionId ?? '')) socket.disconnect(true);
-      }
-    }
+    this.connections.end(ids);
+  }
+
+  /** Reads these sessions again and re-checks their sockets (a refresh changed the level, a touch moved the idle limit). */
+  sessionsChanged(ids: string[]): Promise<void> {
+    return this.connections.changed(ids);
   }
 
   /**
    * Re-applies the gate to every open socket with the current directory; with `readSessions`, also
    * confirms each session still exists and has not expired (one cached store read per session).
    */
-  async recheckAll(readSessions = false): Promise<void> {
-    const checked = new Map<string, SessionIdentity | undefined>();
-    for (const { app, nsp } of this.namespaces.values()) {
-      for (const socket of nsp.sockets.values()) {
-        const data = socket.data as SocketData;
-        if (!data.sessionId || !data.session) {
-          socket.disconnect(true);
-          continue;
-        }
-        let identity: SessionIdentity | undefined;
-        if (readSessions) {
-          if (!checked.has(data.sessionId)) checked.set(data.sessionId, await this.reader.readById(data.sessionId));
-          identity = checked.get(data.sessionId);
-        } else {
-          const user = this.reader.userOf(data.session);
-          identity = user && { sessionId: data.sessionId, session: data.session, user };
-        }
-        if (!identity || !decide(identity.user, app).allowed) {
-          socket.disconnect(true);
-          continue;
-        }
-        data.user = identity.user;
-        data.session = identity.session;
-      }
-    }
-    for (const [socket, tunnel] of this.tunnels) {
-      if (!checked.has(tunnel.sessionId)) checked.set(tunnel.sessionId, await this.reader.readById(tunnel.sessionId));
-      const identity = checked.get(tunnel.sessionId);
-      if (!identity || !decide(identity.user, tunnel.app).allowed) socket.destroy();
-    }
+  recheckAll(readSessions = false): Promise<void> {
+    return this.connections.recheckAll(readSessions);
   }
 
   /**
@@ -194,8 +160,8 @@ export class Realtime {
    * away" before their connection ends.
    */
   drain(): void {
-    clearInterval(this.timer);
-    for (const socket of this.tunnels.keys()) goingAway(socket);
+    this.connections.stop();
+    for (const socket of this.connections.tunnels()) goingAway(socket);
     this.io.engine?.close();
   }
 
@@ -204,10 +170,10 @@ export class Realtime {
    * with its connections (Cluster.close); unsubscribing first would race the disconnect.
    */
   async close(): Promise<void> {
-    clearInterval(this.timer);
+    this.connections.stop();
     // Local only: with the Redis adapter a plain disconnectSockets would reach every instance.
     for (const nsp of this.io._nsps.values()) nsp.local.disconnectSockets(true);
-    for (const socket of this.tunnels.keys()) socket.destroy();
+    for (const socket of this.connections.tunnels()) socket.destroy();
     this.io.engine?.close();
   }
 }

@@ -22,7 +22,9 @@ export function hardening(options: { secureCookies: boolean }): PortalMiddleware
   // Not `async`: a pass-through returning next()'s promise spares a promise per request; a throw
   // here still reaches the error handler, as koa-compose turns it into a rejection.
   return (ctx, next) => {
-    for (const [name, value] of HARDENING_HEADERS) ctx.set(name, value);
+    // Straight onto the response: nothing has been written yet, so Koa's checks in ctx.set have nothing to catch.
+    const res = ctx.res;
+    for (const [name, value] of HARDENING_HEADERS) res.setHeader(name, value);
     assertSafePath(ctx.path);
     if (options.secureCookies) ctx.cookies.secure = true;
     return next();

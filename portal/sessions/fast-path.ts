@@ -2,7 +2,7 @@ import { sessionEnded, tokenRefreshDue, touchIntervalMs, type SessionLimits } fr
 import type { SessionStore, StoredSession } from '../../lib/sessions/store.ts';
 import type { PortalMiddleware, PortalSession } from '../http/context.ts';
 import { carriesTwice, SESSION_ID } from './cookie-session.ts';
-import { signedInSession, userFromSession, type UserResolver } from './user.ts';
+import { signedInSession, userFromSession, type BearerAuthenticator, type UserResolver } from './user.ts';
 
 const MAX_REMEMBERED_SIGNATURES = 20_000;
 const noMore = async () => {};
@@ -12,8 +12,12 @@ const noMore = async () => {};
  * request skips the portal's other routes and koa-session's per-request work (loading into a
  * Session object, hashing it twice to detect changes) and goes straight from the cached session to
  * the gate and the app. Anything else — no cookie, an old signing key, a session due for a token
- * refresh or an idle-timeout touch, a bearer token — takes the ordinary path further down, which
- * handles it completely. The outcome is the same either way; only the cost differs.
+ * refresh or an idle-timeout touch — takes the ordinary path further down, which handles it
+ * completely. The outcome is the same either way; only the cost differs.
+ *
+ * A request to an app with `Authorization` is served here too, by the same authenticator the
+ * ordinary path uses (userMiddleware): there the session middleware would only make and drop an
+ * empty session for it, since a bearer request's user never comes from a cookie.
  *
  * A cookie signature, once verified with the current key, is remembered: the HMAC is recomputed
  * only for cookies not seen recently.
@@ -25,8 +29,10 @@ export function fastAppPath(deps: {
   dispatch: PortalMiddleware;
   /** The session cookie's name (see sessionCookieName). */
   cookie: string;
+  /** What userMiddleware authenticates `Authorization` with; without it, bearer requests go the ordinary way. */
+  bearer?: BearerAuthenticator | undefined;
 }): PortalMiddleware {
-  const { store, resolver, limits, dispatch, cookie } = deps;
+  const { store, resolver, limits, dispatch, cookie, bearer } = deps;
   const signatureCookie = `${cookie}.sig`;
   const touchEvery = touchIntervalMs(limits);
   const verified = new Map<string, true>();
@@ -49,9 +55,19 @@ export function fastAppPath(deps: {
     return dispatch(ctx, noMore);
   };
 
+  /** A bearer request to an app: its user from the token (an invalid one is the same 401 as further down). */
+  const serveBearer = (ctx: Parameters<PortalMiddleware>[0], authorization: string): Promise<unknown> =>
+    (bearer as BearerAuthenticator)(authorization).then(({ user, userId }) => {
+      ctx.state.user = user;
+      ctx.state.userId = userId;
+      return dispatch(ctx, noMore);
+    });
+
   // Not `async`: on the hot path every extra promise counts (see BENCHMARKS.md).
   return (ctx, next) => {
-    if (!ctx.path.startsWith('/apps/') || ctx.get('Authorization')) return next();
+    if (!ctx.path.startsWith('/apps/')) return next();
+    const authorization = ctx.req.headers.authorization;
+    if (authorization) return bearer ? serveBearer(ctx, authorization) : next();
     // The session cookie twice (a copy planted with a narrower Path): the ordinary path signs it out.
     if (carriesTwice(ctx.headers.cookie, cookie)) return next();
     const id = ctx.cookies.get(cookie, { signed: false });

@@ -2,7 +2,7 @@ import { ServerResponse, type IncomingMessage } from 'node:http';
 import type Koa from 'koa';
 import type { AtriumUser } from '../../lib/app-kit.ts';
 import { sessionEnded, type SessionLimits } from '../../lib/sessions/lifetime.ts';
-import type { SessionStore } from '../../lib/sessions/store.ts';
+import type { SessionStore, StoredSession } from '../../lib/sessions/store.ts';
 import type { PortalSession } from '../http/context.ts';
 import { carriesTwice, SESSION_ID, sessionCookieOf } from './cookie-session.ts';
 import { signedInSession, userFromSession, type UserResolver } from './user.ts';
@@ -44,14 +44,24 @@ export class SessionReader {
     return sessionId === undefined ? undefined : this.readById(sessionId);
   }
 
-  async readById(sessionId: string): Promise<SessionIdentity | undefined> {
-    const stored = await this.store.get(sessionId);
+  /** `fresh`: past the cache, to the store (when the store keeps a cache: CachedSessionStore.getFresh). */
+  async readById(sessionId: string, options: { fresh?: boolean } = {}): Promise<SessionIdentity | undefined> {
+    const store = this.store as SessionStore & { getFresh?(id: string): Promise<StoredSession | undefined> };
+    const stored = await (options.fresh && store.getFresh ? store.getFresh(sessionId) : store.get(sessionId));
     const data = stored?.data as (Record<string, unknown> & { _expire?: unknown }) | undefined;
     if (!data || (typeof data._expire === 'number' && data._expire < Date.now())) return undefined;
     const session = signedInSession(data);
     if (!session || sessionEnded(session, this.limits)) return undefined;
     const user = userFromSession(session, this.resolver);
     return user ? { sessionId, session, user } : undefined;
+  }
+
+  /**
+   * When a session ends by itself unless it is used again: the sooner of its lifetime's end and its
+   * idle limit's (the moment after which readById no longer finds it).
+   */
+  deadlineOf(session: PortalSession): number {
+    return Math.min(session.authAt + this.limits.lifetimeMs, (session.seenAt ?? session.authAt) + this.limits.idleMs);
   }
 
   /** The user a known session stands for now (after a directory change), without a store read. */
