@@ -23,7 +23,7 @@ export const USAGE = `Usage: npm run atrium -- <command> [options]
   users reset-link <email> [--hours H]          a one-time link to set a new password (local
                                                 accounts; valid H hours, default 24); shown once
   users reset-factors <email>                   remove every second factor and recovery code of
-                                                a local account (a lost device)
+                                                a local account (a lost device), and end its sessions
   groups list                                   groups, levels and nesting
   groups create <name> [--level L] [--description D]
   groups delete <name>
@@ -160,7 +160,9 @@ export async function runCli(
       case 'users reset-factors': {
         const user = await admin.resolveUser(arg(0, 'email'));
         const removed = await new FactorDirectory({ database, access: await AccessIndex.load(database), audit: new AuditLog(database) }).resetAll(actor, user);
-        print({ user: user.email ?? user.sub, removed }, () => `Removed ${removed} second factor${removed === 1 ? '' : 's'} and the recovery codes of ${user.email ?? user.sub}.`);
+        // As in the console: the lost device's sessions end with its factors.
+        const ended = await admin.revokeSessions(actor, user.id);
+        print({ user: user.email ?? user.sub, removed, sessionsEnded: ended }, () => `Removed ${removed} second factor${removed === 1 ? '' : 's'} and the recovery codes of ${user.email ?? user.sub}; ended ${ended} session(s).`);
         return 0;
       }
       case 'groups require-factor': {

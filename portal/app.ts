@@ -129,6 +129,9 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
       decorate: apps.decorate,
     });
 
+  // A session that only holds sockets makes no requests that would refresh its tokens: its sockets' timer does.
+  apps.realtime.keepTokensWith(sessionKeeper({ store: sessions, limits, renewal, touch: false }));
+
   // Only PUBLIC_URL's host and app origins are served: any other Host gets a 421 (known-hosts.ts).
   const hosts = new KnownHosts(config.publicUrl, config.appOrigin);
   // Upstreams are told the groups their manifest names first (identity-headers.ts).

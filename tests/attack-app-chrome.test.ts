@@ -1,16 +1,20 @@
+import dns from 'node:dns';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import mysql from 'mysql2/promise';
-import type { Browser } from 'playwright-core';
+import { existsSync } from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { escapeHtml } from '../lib/app-kit.ts';
 import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
+import { freePort } from '../lib/free-port.ts';
 import { RECENT_KEPT } from '../lib/recent-apps.ts';
 import { Agent } from './helpers/agent.ts';
 import { KOA, koaAppSource, makeAppsDir } from './helpers/apps.ts';
 import { sendAs } from './helpers/attack-requests.ts';
-import { launchChromium, NAVIGATION_TIMEOUT_MS, STEP_TIMEOUT_MS, text } from './helpers/browser.ts';
+import { rawRequest } from './helpers/raw-http.ts';
+import { CHROMIUM, CHROMIUM_ARGS, launchChromium, NAVIGATION_TIMEOUT_MS, STEP_TIMEOUT_MS, text } from './helpers/browser.ts';
 import type { HostAgentInMode, ModePortal, Mode } from './helpers/modes.ts';
 import { MODES, startModePortal } from './helpers/modes.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
@@ -52,6 +56,9 @@ function appsDir(): string {
     'ea/framer/app.json': JSON.stringify({ title: 'Framer' }),
     'devel/lab/index.js': koaAppSource('lab'),
     'devel/lab/app.json': JSON.stringify({ title: 'Lab' }),
+    // An app's author is not trusted with APP_ORIGIN: its manifest's words are shown on the portal's pages.
+    'stable/shady/index.js': koaAppSource('shady'),
+    'stable/shady/app.json': JSON.stringify({ title: `Shady<script>alert(1)</script>`, description: `"><img src=x onerror=alert(2)>` }),
     'devel/secret/index.js': koaAppSource('secret'),
     'devel/secret/app.json': JSON.stringify({ title: 'Secret', groups: ['auditors'] }),
   };
@@ -70,6 +77,8 @@ const RAW_MARKUP = ['<script>alert(1)', '<svg/onload', '<img src=x'];
 const setups = new Map<Mode, ModePortal>();
 const extra: TestPortal[] = [];
 let browser: Browser | undefined;
+let restoreLookup = () => {};
+let closeSameSite = async () => {};
 
 beforeAll(async () => {
   for (const mode of MODES) {
@@ -84,8 +93,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
+  await closeSameSite();
   for (const setup of setups.values()) await setup.stopAll();
   for (const portal of extra) await portal.stopAll();
+  restoreLookup();
 });
 
 const setupOf = (mode: Mode) => setups.get(mode)!;
@@ -255,6 +266,44 @@ describe('bar.json on app origins', () => {
   });
 });
 
+describe('the portal’s paths on an app origin', () => {
+  it('are never the app’s: /.well-known/atrium/* is answered by the portal, whatever the spelling', { timeout: 60_000 }, async () => {
+    const setup = setupOf('app origins');
+    const devel = await setup.signedIn('devel@example.com');
+    expect((await devel.visit('devel', 'lab')).status).toBe(200);
+    // The app answers every path of its own with its JSON (koaAppSource): that must never come back here.
+    expect((await devel.call('devel', 'lab', '/anything')).json()).toMatchObject({ app: 'lab' });
+    // Sent as written (a URL parser would resolve the dot segments before they reach the portal).
+    const host = new URL(setup.appOrigin('devel', 'lab')).host;
+    for (const path of ['/.well-known/atrium/x', '/.well-known/atrium/%62ar.json', '/.well-known/atrium/bar.json/', '/.well-known/atrium/bar.json;x', '/.well-known/atrium/jwks.json?x=1', '/.well-known/atrium/../lab', '/.well-known/atrium/%2e%2e/lab', '/.well-known/atrium/%2E%2E/lab', '/.well-known/atrium/..%2flab', '/.well-known//atrium/bar.json', '/.well-known/atrium/./bar.json']) {
+      const answer = await rawRequest(setup.port, path, { headers: { Host: host, Cookie: devel.cookieFor('devel', 'lab'), Accept: 'application/json' } });
+      expect(answer.body, path).not.toContain('"app":"lab"');
+      expect(answer.status, path).toBeGreaterThanOrEqual(200);
+      expect(answer.status, path).toBeLessThan(500);
+    }
+    const js = await devel.call('devel', 'lab', '/.well-known/atrium/bar.js', { Accept: '*/*' });
+    expect(js.status).toBe(200);
+    expect(js.text).toContain("customElements.define('atrium-bar'");
+  });
+});
+
+describe('bar.json on app origins, after the account changes', () => {
+  it('is refused once the user’s sessions are revoked, or the account is disabled', { timeout: 120_000 }, async () => {
+    const setup = setupOf('app origins');
+    const { admin } = setup.portal.portal;
+    const revoked = await freshUser(setup, 'ea');
+    const disabled = await freshUser(setup, 'ea');
+    const revokedEmail = `fresh${freshCount - 1}@example.com`;
+    const disabledEmail = `fresh${freshCount}@example.com`;
+    expect((await askBar(revoked, 'ea', 'notes')).status).toBe(200);
+    expect((await askBar(disabled, 'ea', 'notes')).status).toBe(200);
+    await admin.revokeSessions('test', revokedEmail);
+    await admin.setDisabled('test', disabledEmail, true);
+    expect(await statusOnceChanged(() => askBar(revoked, 'ea', 'notes'), 200)).toBe(401);
+    expect(await statusOnceChanged(() => askBar(disabled, 'ea', 'notes'), 200)).toBe(401);
+  });
+});
+
 // ------------------------------------------------------------------------------------------------
 // /recent-apps
 // ------------------------------------------------------------------------------------------------
@@ -298,8 +347,11 @@ for (const mode of MODES) {
         const demoted = await statusOnceChanged(() => recentPost(devel, { _csrf: token, app: 'devel/lab' }), 204);
         expect(demoted).toBe(404);
         const rows = await recentRows(setup, 'devel@example.com');
-        // What was remembered before stays (the launcher shows only what the user may open), nothing new is added.
+        // What was remembered before stays, nothing new is added, and the launcher shows only what the user may open.
         expect(rows).toEqual(['devel/lab']);
+        const launcher = await devel.get(`${setup.origin}/`);
+        expect(launcher.status).toBe(200);
+        expect(/<section data-section="recent"[\s\S]*?<\/section>/.exec(launcher.text)?.[0] ?? '').not.toContain('devel/lab');
       } finally {
         await admin.addMember('test', 'devel', 'devel@example.com');
       }
@@ -414,6 +466,12 @@ describe('compressed request bodies that do not decompress', () => {
         const answer = await sendAs(user, 'POST', target, { body, headers: { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Encoding': encoding, Origin: new URL(target).origin } });
         answers.push(`${answer.status} ${new URL(target).pathname} (${what})`);
       }
+    }
+    // Nobody signed in: the body is read before anyone is asked who they are.
+    const stranger = setup.browser();
+    for (const target of [`${setup.origin}/logout`, `${setup.origin}/recent-apps`, setup.appUrl('ea', 'notes', '/.well-known/atrium/session')]) {
+      const answer = await sendAs(stranger, 'POST', target, { body: Buffer.from('not gzip at all'), headers: { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Encoding': 'gzip' } });
+      answers.push(`${answer.status} ${new URL(target).pathname} (not gzip at all, signed out)`);
     }
     expect(answers.filter((line) => !/^4\d\d /.test(line))).toEqual([]);
     expect(await me(user)).toBe(200);
@@ -553,15 +611,22 @@ for (const mode of MODES) {
     it('escapes the refused address it sends the request back to', { timeout: 60_000 }, async () => {
       const setup = setupOf(mode);
       const user = await freshUser(setup, 'stable');
-      const page = await sendAs(user, 'GET', `${setup.origin}/admin/users?x="><svg/onload=alert(1)>'`, { headers: { Accept: 'text/html' } });
-      expect([400, 403]).toContain(page.status);
-      expect(page.text).not.toContain('<svg/onload');
-      if (page.status === 403) {
-        // Percent-encoded or entity-escaped, the value stays inside its attribute.
-        const returnTo = requestForm(page.text)!.returnTo!;
-        expect(returnTo.startsWith('/admin/users?x=')).toBe(true);
-        expect(returnTo).not.toMatch(/[<>"']/);
+      // Raw, as a script or curl sends it (a browser would percent-encode " < > itself).
+      const host = new URL(setup.origin).host;
+      const raw = await rawRequest(setup.port, `/admin/users?x="><svg/onload=alert(1)>'`, { headers: { Host: host, Cookie: [...user.jar(host)].map(([k, v]) => `${k}=${v}`).join('; '), Accept: 'text/html' } });
+      const encoded = await sendAs(user, 'GET', `${setup.origin}/admin/users?x="><svg/onload=alert(1)>'`, { headers: { Accept: 'text/html' } });
+      for (const page of [{ status: raw.status, text: raw.body }, encoded]) {
+        expect([400, 403]).toContain(page.status);
+        expect(page.text).not.toContain('<svg/onload');
+        if (page.status === 403) {
+          // Percent-encoded or entity-escaped, the value stays inside its attribute.
+          const returnTo = requestForm(page.text)!.returnTo!;
+          expect(returnTo.startsWith('/admin/users?x=')).toBe(true);
+          expect(returnTo).not.toMatch(/[<>"']/);
+        }
       }
+      expect(raw.status).toBe(403);
+      expect(raw.body).toContain('name="returnTo" value="/admin/users?x=&quot;&gt;&lt;svg/onload=alert(1)&gt;&#39;"');
     });
 
     it('shows Pending only to the one who asked', { timeout: 120_000 }, async () => {
@@ -664,13 +729,20 @@ for (const mode of MODES) {
       expect(pages[0]![1]).toContain(`<h1>Welcome, ${escapeHtml(HOSTILE.name)}</h1>`);
       expect(pages[1]![1]).toContain(`for ${escapeHtml(HOSTILE.email)}.`);
       expect(pages[2]![1]).toContain('<h1>Hello, &lt;script&gt;alert(1)&lt;/script&gt;&quot;&gt;&lt;img src=x onerror=alert(2)&gt;</h1>');
-      for (const path of ['/', '/sign-out', '/profile', '/admin/users', '/apps/devel/lab/']) {
+      // Remembered, the hostile app title shows in "Recently opened" too.
+      expect((await recentPost(h, { _csrf: await h.csrfToken(setup.origin), app: 'stable/shady' })).status).toBe(204);
+      for (const path of ['/', '/?q=shady', '/sign-out', '/profile', '/admin/users', '/apps/devel/lab/']) {
         const page = await h.get(`${setup.origin}${path}`);
         pages.push([path, page.text]);
       }
       // The welcome app also prints the path it was asked for.
       const reflected = await sendAs(h, 'GET', setup.appUrl('stable', 'welcome', `/"><svg/onload=alert(1)>`), { headers: { Accept: 'text/html' } });
       pages.push(['welcome with markup in the path', reflected.text]);
+      const welcomeUrl = new URL(setup.appUrl('stable', 'welcome', `/x`));
+      const rawPath = await rawRequest(setup.port, `${welcomeUrl.pathname.slice(0, -1)}"><svg/onload=alert(1)>`, { headers: { Host: welcomeUrl.host, Cookie: h.cookieFor('stable', 'welcome'), Accept: 'text/html' } });
+      expect(rawPath.status).toBeLessThan(500);
+      pages.push(['welcome with raw markup in the path', rawPath.body]);
+      expect(pages.find(([what]) => what === '/')![1]).toContain('Shady&lt;script&gt;alert(1)&lt;/script&gt;');
       for (const [what, text] of pages) for (const markup of RAW_MARKUP) expect(text, `${what}: ${markup}`).not.toContain(markup);
 
       const bar = await askBar(h, 'ea', 'notes');
@@ -740,6 +812,83 @@ describe('in Chromium, on app origins', () => {
       expect(await framed!.locator('[data-testid="sign-out-confirm"]').count()).toBe(0);
       expect((await page.request.get(`${setup.origin}/me`, { headers: { Accept: 'application/json' } })).status()).toBe(200);
       expect(dialogs).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('in Chromium, app origins on the portal’s own site (*.apps.example.com beside portal.example.com)', () => {
+  it('an app page sends the portal’s Lax cookie yet can neither frame the sign-out page, read the portal’s answers, sign out nor write the list', { timeout: 300_000 }, async () => {
+    // One registrable domain (example.com) for the portal and its app origins, so that they are one *site*
+    // and the portal's SameSite=Lax cookie goes along with an app page's requests (*.localhost names are
+    // each a site of their own to Chromium). Both this process (the portal asks its own provider at
+    // PUBLIC_URL) and Chromium resolve *.example.com to the loopback address.
+    const lookup = dns.lookup;
+    (dns as { lookup: unknown }).lookup = (host: string, ...rest: unknown[]) => (lookup as (...args: unknown[]) => void)(/\.example\.com$/i.test(host) ? '127.0.0.1' : host, ...rest);
+    restoreLookup = () => ((dns as { lookup: unknown }).lookup = lookup);
+    const port = await freePort();
+    const origin = `http://portal.example.com:${port}`;
+    const apps = (tier: string, name: string, rest = '/') => `http://${tier}-${name}.apps.example.com:${port}${rest}`;
+    const portal = await startTestPortal({ port, env: { PUBLIC_URL: origin, APP_ORIGIN: `http://{tier}-{name}.apps.example.com:${port}`, APPS_DIR: appsDir() } });
+    extra.push(portal);
+    expect(existsSync(CHROMIUM)).toBe(true);
+    const args = CHROMIUM_ARGS.map((arg) => (arg.startsWith('--host-resolver-rules=') ? `${arg}, MAP *.example.com 127.0.0.1` : arg));
+    const sameSite = await chromium.launch({ executablePath: CHROMIUM, headless: true, args, timeout: NAVIGATION_TIMEOUT_MS });
+    closeSameSite = () => sameSite.close();
+    const context = await sameSite.newContext({ viewport: { width: 1024, height: 800 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_TIMEOUT_MS);
+    page.setDefaultNavigationTimeout(NAVIGATION_TIMEOUT_MS);
+    const consoleLines: string[] = [];
+    page.on('console', (message) => consoleLines.push(message.text()));
+    // The frame's request for the confirmation page: what the portal answered it, and with which cookies.
+    const framedAnswers: { status: number; cookie: string }[] = [];
+    page.on('response', async (response) => {
+      if (response.url() === `${origin}/sign-out` && response.frame() !== page.mainFrame()) framedAnswers.push({ status: response.status(), cookie: (await response.request().allHeaders()).cookie ?? '' });
+    });    try {
+      const framer = apps('ea', 'framer', `/?src=${encodeURIComponent(`${origin}/sign-out`)}`);
+      await page.goto(framer);
+      await page.waitForURL((url) => url.pathname.startsWith('/idp/interaction/'));
+      await page.getByLabel('Email').fill('ea@example.com');
+      await page.getByLabel('Password').fill(DEMO_PASSWORD);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.waitForURL(framer);
+      await page.locator('#victim').waitFor({ state: 'attached' });
+      const deadline = Date.now() + 30_000;
+      while (!consoleLines.some((line) => /Refused to display/.test(line)) && Date.now() < deadline) await sleep(200);
+      // Same site: the frame's request carried the session, so the portal answered with the confirmation
+      // page itself (not a redirect to /signed-out), and only its X-Frame-Options kept it out of the frame.
+      // (Chromium names only the origin of the refused page.)
+      expect(framedAnswers).toHaveLength(1);
+      expect(framedAnswers[0]!.status).toBe(200);
+      expect(framedAnswers[0]!.cookie).toContain('atrium.sid=');
+      expect(consoleLines.filter((line) => /Refused to display/.test(line)).join('\n')).toContain(`Refused to display '${origin}/' in a frame because it set 'X-Frame-Options' to 'sameorigin'.`);
+      const framed = page.frames().find((frame) => frame !== page.mainFrame());
+      expect(await framed!.locator('[data-testid="sign-out-confirm"]').count()).toBe(0);
+
+      // What the app's script tries, from its own origin, with the portal's cookie going along.
+      const tried = await page.evaluate(`(async (portal) => {
+        const read = async (path) => { try { const r = await fetch(portal + path, { credentials: 'include' }); return 'read ' + r.status + ' ' + (await r.text()).slice(0, 80); } catch (e) { return 'blocked'; } };
+        const out = { me: await read('/me'), bar: await read('/.well-known/atrium/bar.json'), launcher: await read('/') };
+        await fetch(portal + '/logout', { method: 'POST', mode: 'no-cors', credentials: 'include', body: new URLSearchParams({}) }).catch(() => {});
+        await fetch(portal + '/recent-apps', { method: 'POST', mode: 'no-cors', credentials: 'include', body: new URLSearchParams({ app: 'ea/framer' }) }).catch(() => {});
+        out.beacon1 = navigator.sendBeacon(portal + '/recent-apps', new URLSearchParams({ app: 'ea/framer' }));
+        out.beacon2 = navigator.sendBeacon(portal + '/recent-apps', 'app=ea/framer');
+        return out;
+      })(${JSON.stringify(origin)})`);
+      expect(tried).toMatchObject({ me: 'blocked', bar: 'blocked', launcher: 'blocked' });
+      // A top-level form post from the app page (it may navigate the tab): refused, nobody signed out.
+      const refused = page.waitForResponse((response) => response.url() === `${origin}/logout`);
+      await page.evaluate(`(() => { const f = document.createElement('form'); f.method = 'post'; f.action = ${JSON.stringify(`${origin}/logout`)}; document.body.append(f); f.submit(); })()`);
+      expect((await refused).status()).toBe(403);
+      await page.waitForURL(`${origin}/logout`);
+      const still = await page.goto(`${origin}/me`);
+      expect(still!.status()).toBe(200);
+      expect(await still!.json()).toMatchObject({ email: 'ea@example.com' });
+      const userRow = (await portal.portal.users.byEmail('ea@example.com'))[0]!;
+      const rows = await portal.portal.database.db.selectFrom('recent_apps').select('app').where('user_id', '=', userRow.id).execute();
+      expect(rows.map((r) => r.app)).not.toContain('ea/framer');
     } finally {
       await context.close();
     }

@@ -69,7 +69,7 @@ let port: number;
 /** Secrets and recovery codes of the accounts enrolled in beforeAll. */
 const enrolled = new Map<string, { secret: string; codes: string[] }>();
 
-const users = ['pw', 'otp', 'brute', 'race', 'rec', 'victim', 'attacker', 'switch', 'pka', 'pkb', 'lost'] as const;
+const users = ['pw', 'otp', 'brute', 'race', 'rec', 'victim', 'attacker', 'switch', 'pka', 'pkb', 'lost', 'keep'] as const;
 const email = (who: (typeof users)[number]) => `${who}@example.com`;
 
 /** Enrols an authenticator app from /profile for a signed-in agent. */
@@ -140,7 +140,7 @@ beforeAll(async () => {
   // From here on the clock is ours (Date only), a little ahead of the real one, always forward.
   now = (stepOf(Date.now()) + 2) * 30_000 + 1_000;
   vi.useFakeTimers({ toFake: ['Date'], now });
-  for (const who of ['otp', 'brute', 'race', 'rec', 'switch', 'lost'] as const) {
+  for (const who of ['otp', 'brute', 'race', 'rec', 'switch', 'lost', 'keep'] as const) {
     const agent = new Agent(portal.origin);
     expect((await agent.login(email(who), PASSWORD, '/me')).status).toBe(200);
     enrolled.set(email(who), await enrol(agent));
@@ -573,8 +573,27 @@ describe('enrolment and admin routes: CSRF, other accounts, non-admins, CLI inpu
     // The attacker cannot remove the victim's factor either (the id of another account is unknown to them).
     const otpId = (await portal.portal.admin.resolveUser(email('otp'))).id;
     const [otpFactor] = await portal.portal.database.db.selectFrom('user_factors').select('id').where('user_id', '=', otpId).execute();
-    const removal = await attacker.request('POST', `/profile/factors/${otpFactor!.id}/remove`, { form: { _csrf: ownCsrf }, headers: JSON_ACCEPT });
+    // With the attacker's own password right, so that it is the ownership check that refuses.
+    const removal = await attacker.request('POST', `/profile/factors/${otpFactor!.id}/remove`, { form: { _csrf: ownCsrf, current: PASSWORD }, headers: JSON_ACCEPT });
     expect(removal.status).toBe(404);
+    expect(await portal.portal.database.db.selectFrom('user_factors').select('id').where('user_id', '=', otpId).execute()).toHaveLength(1);
+  });
+
+  it('a session alone (no current password) cannot remove the account’s second factor, as it cannot add one', async () => {
+    const owner = new Agent(portal.origin);
+    await signInWithTotp(owner, email('keep'), '/me');
+    const profile = await owner.get('/profile');
+    const factorId = /action="\/profile\/factors\/(\d+)\/remove"/.exec(profile.text)![1]!;
+    const csrf = await owner.csrfToken();
+    const keepId = (await portal.portal.admin.resolveUser(email('keep'))).id;
+    const removal = await owner.request('POST', `/profile/factors/${factorId}/remove`, { form: { _csrf: csrf }, headers: JSON_ACCEPT });
+    const left = await portal.portal.database.db.selectFrom('user_factors').select('id').where('user_id', '=', keepId).execute();
+    expect(left, `removed without the password (answered ${removal.status})`).toHaveLength(1);
+    expect([400, 401, 403]).toContain(removal.status);
+    // With a wrong password: refused too.
+    const wrong = await owner.request('POST', `/profile/factors/${factorId}/remove`, { form: { _csrf: csrf, current: 'not it' }, headers: JSON_ACCEPT });
+    expect([400, 401, 403]).toContain(wrong.status);
+    expect(await portal.portal.database.db.selectFrom('user_factors').select('id').where('user_id', '=', keepId).execute()).toHaveLength(1);
   });
 
   it('admin routes: non-admins refused, a forged token refused, odd ids a 4xx; nothing reset', async () => {

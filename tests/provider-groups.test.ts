@@ -142,6 +142,22 @@ describe('Keycloak-shaped provider (a `groups` claim)', () => {
     expect((await afterRefresh(portal, agent)).json().groups).toEqual(['idp:engineering']);
   });
 
+  it('a session that only holds a socket (no HTTP requests) is refreshed by its socket, and a group removed at the provider closes it', async () => {
+    const { portal, idp } = await setup('keycloak', { GROUPS_CLAIM: 'groups', ACCESS_CLAIM: 'realm_access.roles' });
+    idp.setGroups('ext-ea', ['Engineering']);
+    const agent = new Agent(portal.origin);
+    await signInAt(agent, idp, 'ext-ea');
+    const socket = await connect(portal.origin, '/apps/stable/eng', cookieHeader(agent));
+    expect(socket.ok).toBe(true);
+    if (!socket.ok) return;
+    const before = portal.portal.refresher.refreshes;
+    idp.setGroups('ext-ea', []);
+    // Nothing but the socket from here on: the refresh at the token's expiry must come from the portal.
+    await disconnected(socket.socket, 30_000);
+    expect(portal.portal.refresher.refreshes).toBeGreaterThan(before);
+    expect([...(await portal.portal.groups.managedGroupsOf(await userId(portal, 'ext.ea@corp.example'))).keys()]).toEqual([]);
+  });
+
   it('a refresh that brings a groups claim that is not a list ends the session and the provider memberships', async () => {
     const { portal, idp } = await setup('keycloak', { GROUPS_CLAIM: 'groups', ACCESS_CLAIM: 'realm_access.roles' });
     idp.setGroups('ext-ea', ['Engineering']);

@@ -182,10 +182,11 @@ describe('TOTP in the embedded provider', () => {
     const factorId = Number(/action="\/profile\/factors\/(\d+)\/remove"/.exec(profile.text)![1]);
     const other = new Agent(portal.origin);
     await other.login('stable@example.com', DEMO_PASSWORD);
-    expect((await other.request('POST', `/profile/factors/${factorId}/remove`, { form: { _csrf: await other.csrfToken() } })).status).toBe(404);
+    // Their own password right: still not theirs to remove.
+    expect((await other.request('POST', `/profile/factors/${factorId}/remove`, { form: { _csrf: await other.csrfToken(), current: DEMO_PASSWORD } })).status).toBe(404);
     const ownerId = (await portal.portal.admin.resolveUser('recover@example.com')).id;
     expect(await portal.portal.database.db.selectFrom('user_factors').select('id').where('user_id', '=', ownerId).execute()).toHaveLength(1);
-    const removed = await owner.request('POST', `/profile/factors/${factorId}/remove`, { form: { _csrf: await owner.csrfToken() } });
+    const removed = await owner.request('POST', `/profile/factors/${factorId}/remove`, { form: { _csrf: await owner.csrfToken(), current: PASSWORD } });
     expect(removed.status).toBe(303);
     expect(await portal.portal.database.db.selectFrom('user_factors').select('id').where('user_id', '=', ownerId).execute()).toEqual([]);
     expect(await portal.portal.database.db.selectFrom('recovery_codes').select('id').where('user_id', '=', ownerId).execute()).toEqual([]);
@@ -239,7 +240,7 @@ describe('TOTP in the embedded provider', () => {
     const api = { Accept: 'application/json' };
     const post = (path: string, form: Record<string, string>) => agent.request('POST', path, { form, headers: api });
     expect((await post('/profile/factors/abc/remove', { _csrf: csrf })).status).toBe(400);
-    expect((await post('/profile/factors/999999/remove', { _csrf: csrf })).status).toBe(404);
+    expect((await post('/profile/factors/999999/remove', { _csrf: csrf, current: PASSWORD })).status).toBe(404);
     expect((await post('/profile/factors/1/remove', {})).status).toBe(403);
     expect((await post('/profile/factors/recovery-codes', { _csrf: csrf, current: PASSWORD })).json()).toMatchObject({ error: 'no_factor' });
     // A set-up never started, then a label that is not one.

@@ -163,6 +163,9 @@ export class FactorDirectory {
   async addPasskey(actor: string, owner: FactorOwner, input: { credentialId: string; publicKey: string; counter: number; transports: string[]; label: string }, now = Date.now()): Promise<{ id: number; recoveryCodes: string[] }> {
     const userId = owner.id;
     await this.assertRoom(userId);
+    // A credential is one authenticator's: registered once, to one account (also the same account again).
+    const taken = () => new BadRequestError('This passkey is already registered here. Use it to sign in, or remove it first.', { code: 'passkey_taken' });
+    if (await this.db.selectFrom('user_factors').select('id').where('credential_id', '=', input.credentialId).executeTakeFirst()) throw taken();
     const inserted = await this.db
       .insertInto('user_factors')
       .values({
@@ -178,7 +181,11 @@ export class FactorDirectory {
         created_at: now,
         last_used_at: null,
       })
-      .executeTakeFirstOrThrow();
+      .executeTakeFirstOrThrow()
+      .catch((err: unknown) => {
+        // Two registrations of one credential at once: the unique index decides, and says so.
+        throw isUniqueViolation(err) ? taken() : err;
+      });
     const id = Number(inserted.insertId);
     await this.deps.audit.record({ actor, action: 'factor.add', target: targetOf(owner), after: { kind: 'passkey', id, label: input.label } });
     return { id, recoveryCodes: await this.recoveryCodesIfNone(actor, owner, now) };
@@ -237,4 +244,10 @@ export class FactorDirectory {
     await this.db.updateTable('groups').set({ requires_second_factor: required ? 1 : 0 }).where('id', '=', row.id).execute();
     await this.deps.audit.record({ actor, action: 'group.second_factor', target: `group:${group}`, before: { required: before }, after: { required } });
   }
+}
+
+/** A row refused by a unique index: SQLite's constraint error, or MySQL's duplicate entry (1062). */
+function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: unknown; errno?: unknown };
+  return e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'ER_DUP_ENTRY' || e?.errno === 1062;
 }

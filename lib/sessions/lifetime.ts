@@ -34,11 +34,17 @@ export interface TokenTimes {
 }
 
 /**
- * Whether the access token should be refreshed now: within a quarter of its life of expiring (at
- * most a minute), and only if there is a refresh token to do it with.
+ * When the access token should be refreshed: once within a quarter of its life of expiring (at
+ * most a minute); undefined when there is no refresh token to do it with (or no expiry known).
  */
-export function tokenRefreshDue(tokens: TokenTimes, now = Date.now()): boolean {
-  if (!tokens.refresh || tokens.expiresAt === undefined) return false;
+export function tokenRefreshAt(tokens: TokenTimes): number | undefined {
+  if (!tokens.refresh || tokens.expiresAt === undefined) return undefined;
   const life = tokens.issuedAt !== undefined ? tokens.expiresAt - tokens.issuedAt : 240_000;
-  return tokens.expiresAt - Math.min(60_000, Math.max(0, life / 4)) <= now;
+  return tokens.expiresAt - Math.min(60_000, Math.max(0, life / 4));
+}
+
+/** Whether the access token should be refreshed now (tokenRefreshAt has passed). */
+export function tokenRefreshDue(tokens: TokenTimes, now = Date.now()): boolean {
+  const at = tokenRefreshAt(tokens);
+  return at !== undefined && at <= now;
 }

@@ -114,12 +114,13 @@ export function dispatch(table: AppTable, decorate?: (ctx: PortalContext) => voi
 }
 
 /** The error for a refused gate decision: 401 when the gate wants a sign-in, else a 403 naming what is needed. */
-export function accessRefusal(user: AtriumUser, app: MountedApp, decision: Exclude<GateDecision, { allowed: true }>): AtriumError {
+export function accessRefusal(user: AtriumUser, app: MountedApp, decision: Exclude<GateDecision, { allowed: true }>, portalOrigin = ''): AtriumError {
   if (decision.status === 401) return new UnauthenticatedError();
   if (decision.reason === 'mfa') {
     return new ForbiddenError(
       `“${app.title}” needs a sign-in with a second factor (an authenticator app or a passkey).`,
-      { app: app.prefix, secondFactor: true, signIn: stepUpLoginUrl(`${app.prefix}/`) },
+      // The sign-in is the portal's: on an app origin (portalOrigin given), the link says where that is.
+      { app: app.prefix, secondFactor: true, signIn: `${portalOrigin}${stepUpLoginUrl(`${app.prefix}/`)}` },
       'second_factor_required',
     );
   }

@@ -62,14 +62,39 @@ const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connecti
  * off`, and the client's connection is destroyed: a truncated body must not look complete). Rejects
  * only while nothing has been written, so the caller can still answer with an error page.
  */
-export function forward(
-  pool: Pool,
-  request: { method: string; path: string; headers: Record<string, string | string[]>; body: IncomingMessage | null },
-  res: ServerResponse,
-  filter: HeaderFilter,
-): Promise<Forwarded> {
+export async function forward(pool: Pool, request: ForwardedRequest, res: ServerResponse, filter: HeaderFilter): Promise<Forwarded> {
+  try {
+    return await forwardOnce(pool, request, res, filter);
+  } catch (err) {
+    // A kept-alive connection the app closed just as the request went out on it (its keep-alive
+    // timer fired): nothing came back, and an idempotent request without a body is sent once more,
+    // on another connection, as nginx's proxy_next_upstream does. Anything else is the app's answer.
+    if (res.headersSent || res.destroyed || !mayRetry(request, err)) throw err;
+    return forwardOnce(pool, request, res, filter);
+  }
+}
+
+/** What forward() sends: the upstream's path, the headers already prepared, the client's body stream or none. */
+export interface ForwardedRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string | string[]>;
+  body: IncomingMessage | null;
+}
+
+/** Methods a client may have sent twice without harm (RFC 9110 §9.2.2), so a lost one may be. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** How a reused connection fails when the app had closed it: before any byte of an answer. */
+const CLOSED_UNDER_US = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+function mayRetry(request: ForwardedRequest, err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return request.body === null && IDEMPOTENT.has(request.method) && typeof code === 'string' && CLOSED_UNDER_US.has(code);
+}
+
+function forwardOnce(pool: Pool, request: ForwardedRequest, res: ServerResponse, filter: HeaderFilter): Promise<Forwarded> {
   return new Promise<Forwarded>((resolve, reject) => {
-    const handler = new ForwardHandler(res, filter, resolve, reject);
+    const handler = new ForwardHandler(res, filter, request.method === 'HEAD', resolve, reject);
     try {
       pool.dispatch({ method: request.method, path: request.path, headers: request.headers, body: request.body }, handler);
     } catch (err) {
@@ -96,6 +121,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   constructor(
     private readonly res: ServerResponse,
     private readonly filter: HeaderFilter,
+    /** A HEAD request: its answer has no body, whatever its Content-Length says. */
+    private readonly head: boolean,
     private readonly resolve: (outcome: Forwarded) => void,
     private readonly reject: (err: unknown) => void,
   ) {
@@ -108,12 +135,19 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
-    // 1xx (Early Hints, a 100 Continue the upstream volunteers) are not passed on: Node answers
-    // the client's Expect itself, and the final status follows.
+    // 1xx (Early Hints) are not passed on: Node answers the client's Expect itself, and the final
+    // status follows. (A 100 Continue nobody asked for is refused by undici: the client gets a 502.)
     if (status < 200 || this.settled) return;
     const answer = endUpstreamHop(headers);
     this.filter(answer, this.res);
     this.res.writeHead(status, statusMessage || undefined, answer as Record<string, string | string[]>);
+    // No body can follow (RFC 9110 §6.4.1): the answer is complete now. A 304's Content-Length is
+    // the full representation's, which undici takes for a body that never comes; whatever it does
+    // with the rest of this response is the upstream connection's business, not the client's.
+    if (this.head || status === 204 || status === 304) {
+      this.res.end();
+      this.settle('answered');
+    }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {

@@ -6,7 +6,7 @@ import { decide, type GatedApp } from '../../lib/gate.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { SessionIdentity, SessionReader } from '../sessions/reader.ts';
 import { appOfRequest, type AppOrigins } from './origin/request-host.ts';
-import { SessionSockets, type AdmittedSocketData } from './socket-sessions.ts';
+import { SessionSockets, type AdmittedSocketData, type TokenKeeper } from './socket-sessions.ts';
 
 /**
  * socket.io on the portal's server. Each app with a `realtime` hook gets the namespace
@@ -87,9 +87,11 @@ export class Realtime {
     this.namespaces.set(app.prefix, { app, nsp });
   }
 
-  /** Closes an app's namespace (app removed or replaced): its sockets are disconnected. */
+  /** Closes an app's namespace and its proxied websockets (app removed or replaced): its sockets are disconnected. */
   unmount(tier: string, name: string): void {
     const prefix = `/apps/${tier}/${name}`;
+    // Its proxied websockets too (an upstream app has no namespace, but may have tunnels).
+    this.connections.endApp(prefix);
     const entry = this.namespaces.get(prefix);
     if (!entry) return;
     this.namespaces.delete(prefix);
@@ -128,6 +130,11 @@ export class Realtime {
     if (!target || target.tier !== app.tier || target.name !== app.name) return 'forbidden';
     if (origin !== undefined && origin !== target.origin) return 'forbidden';
     return this.origins.sessions.identifyRequest(req, target.key);
+  }
+
+  /** How sessions that only hold sockets get their tokens refreshed when due (socket-sessions.ts). */
+  keepTokensWith(keeper: TokenKeeper): void {
+    this.connections.keepTokensWith(keeper);
   }
 
   /** Holds a proxied upstream websocket to the same rules; it is closed when its session or access ends. */

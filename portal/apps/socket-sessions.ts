@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import type { Socket } from 'socket.io';
 import { decide, type GatedApp } from '../../lib/gate.ts';
 import type { Logger } from '../../lib/log.ts';
+import { tokenRefreshAt, tokenRefreshDue } from '../../lib/sessions/lifetime.ts';
 import type { SessionIdentity, SessionReader } from '../sessions/reader.ts';
 
 /** What a socket.io socket keeps of the session it was admitted with (socket.data). */
@@ -10,7 +11,7 @@ export interface AdmittedSocketData extends Partial<SessionIdentity> {}
 /** One session's open connections: socket.io sockets and proxied websockets, each with its app. */
 interface SessionConnections {
   sockets: Map<Socket, GatedApp>;
-  tunnels: Map<Duplex, GatedApp>;
+  tunnels: Map<Duplex, GatedApp & { prefix: string }>;
   /** Re-reads the session when it would end by itself (lifetime, idle), unless an event came first. */
   deadline?: NodeJS.Timeout;
 }
@@ -19,6 +20,11 @@ interface SessionConnections {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A deadline is checked a moment after it passes, so the session is surely over when read. */
 const PAST_DEADLINE_MS = 50;
+/** A token refresh that could not be done (the provider is away) is tried again after this long. */
+const REFRESH_RETRY_MS = 30_000;
+
+/** Refreshes a session's tokens if due (sessionKeeper without the touch); false when that ended it. */
+export type TokenKeeper = (identity: SessionIdentity) => Promise<boolean>;
 
 /**
  * The open sockets and proxied websockets of each session, held to the rules the HTTP gate applies,
@@ -29,17 +35,26 @@ const PAST_DEADLINE_MS = 50;
  *   here or on another instance): that session is read again and its connections re-checked;
  * - the directory changed (groups, demotions, disabling, and revocations made by the CLI, which
  *   bump the directory's revision): every session with connections is read once and re-checked;
- * - a session reaches its idle or lifetime limit: a timer per session (not per socket) reads it then.
+ * - a session reaches its idle or lifetime limit: a timer per session (not per socket) reads it then;
+ * - a session's access token is due for a refresh and nothing else refreshes it (a client that only
+ *   holds a socket makes no HTTP requests): the same timer refreshes it (with keepTokensWith), so a
+ *   level or a provider group taken away at the provider reaches the socket at that refresh.
  *
  * The cost is per event and per session with connections, never per message or per socket per second.
  */
 export class SessionSockets {
   private readonly bySession = new Map<string, SessionConnections>();
+  private keepTokens: TokenKeeper | undefined;
 
   constructor(
     private readonly reader: SessionReader,
     private readonly log: Logger,
   ) {}
+
+  /** How sessions with connections get their tokens refreshed when due (see TokenKeeper). */
+  keepTokensWith(keeper: TokenKeeper): void {
+    this.keepTokens = keeper;
+  }
 
   /** A socket.io socket admitted for `app`; forgotten when it disconnects. */
   addSocket(socket: Socket, app: GatedApp): void {
@@ -51,7 +66,7 @@ export class SessionSockets {
     const { entry, first } = this.entry(sessionId);
     entry.sockets.set(socket, app);
     const session = (socket.data as AdmittedSocketData).session;
-    if (first && session) this.schedule(sessionId, entry, this.reader.deadlineOf(session));
+    if (first && session) this.schedule(sessionId, entry, this.nextCheck(session));
     socket.once('disconnect', () => {
       entry.sockets.delete(socket);
       this.dropIfEmpty(sessionId, entry);
@@ -59,7 +74,7 @@ export class SessionSockets {
   }
 
   /** A proxied websocket opened for `app`; forgotten when it closes. */
-  addTunnel(socket: Duplex, sessionId: string, app: GatedApp): void {
+  addTunnel(socket: Duplex, sessionId: string, app: GatedApp & { prefix: string }): void {
     const { entry, first } = this.entry(sessionId);
     entry.tunnels.set(socket, app);
     // The upgrade's session is not kept with the tunnel: read at once, which sets the deadline.
@@ -68,6 +83,16 @@ export class SessionSockets {
       entry.tunnels.delete(socket);
       this.dropIfEmpty(sessionId, entry);
     });
+  }
+
+  /**
+   * Closes every proxied websocket to an app that is being replaced or removed: each was admitted
+   * under the app's old manifest (tier, groups, mfa), as socket.io sockets are, whose namespace goes.
+   */
+  endApp(prefix: string): void {
+    for (const entry of this.bySession.values()) {
+      for (const [tunnel, app] of entry.tunnels) if (app.prefix === prefix) tunnel.destroy();
+    }
   }
 
   /** Closes every connection of these sessions. */
@@ -133,7 +158,32 @@ export class SessionSockets {
     return { entry, first: true };
   }
 
-  private async recheck(id: string, entry: SessionConnections, identity: SessionIdentity | undefined): Promise<void> {
+  /** When a session must be looked at again: its end (idle, lifetime), or its token refresh if sooner. */
+  private nextCheck(session: SessionIdentity['session']): number {
+    const end = this.reader.deadlineOf(session);
+    const refresh = this.keepTokens ? tokenRefreshAt(session.tokens) : undefined;
+    return refresh === undefined ? end : Math.min(end, refresh);
+  }
+
+  /** The timer's work: the session read again, its tokens refreshed if due, its connections re-checked. */
+  private async due(id: string, entry: SessionConnections): Promise<void> {
+    let identity = await this.reader.readById(id);
+    let retryAt: number | undefined;
+    if (identity && this.keepTokens && tokenRefreshDue(identity.session.tokens)) {
+      try {
+        identity = (await this.keepTokens(identity)) ? await this.reader.readById(id) : undefined;
+      } catch (err) {
+        // The provider cannot be reached past the session's grace: HTTP requests get a 502 meanwhile;
+        // the sockets stay with what they had and the refresh is tried again.
+        this.log.warn({ err }, 'token refresh for open sockets failed');
+      }
+      // Still due (the provider is away, within the grace): again in a while, not at once.
+      if (identity && tokenRefreshDue(identity.session.tokens)) retryAt = Date.now() + REFRESH_RETRY_MS;
+    }
+    await this.recheck(id, entry, identity, retryAt);
+  }
+
+  private async recheck(id: string, entry: SessionConnections, identity: SessionIdentity | undefined, retryAt?: number): Promise<void> {
     if (this.bySession.get(id) !== entry) return;
     if (!identity) {
       this.close(id, entry);
@@ -149,17 +199,15 @@ export class SessionSockets {
       data.session = identity.session;
     }
     for (const [tunnel, app] of entry.tunnels) if (!decide(identity.user, app).allowed) tunnel.destroy();
-    this.schedule(id, entry, this.reader.deadlineOf(identity.session));
+    // A refresh to try again: at retryAt, unless the session ends first.
+    this.schedule(id, entry, retryAt === undefined ? this.nextCheck(identity.session) : Math.min(this.reader.deadlineOf(identity.session), retryAt));
   }
 
   private schedule(id: string, entry: SessionConnections, deadline: number): void {
     clearTimeout(entry.deadline);
     const delay = Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now()) + PAST_DEADLINE_MS);
     entry.deadline = setTimeout(() => {
-      this.reader.readById(id).then(
-        (identity) => this.recheck(id, entry, identity),
-        (err: unknown) => this.log.warn({ err }, 'socket re-check failed'),
-      );
+      this.due(id, entry).catch((err: unknown) => this.log.warn({ err }, 'socket re-check failed'));
     }, delay);
     entry.deadline.unref();
   }

@@ -114,6 +114,8 @@ export function signInSecurityRoutes(router: Router<PortalState>, deps: { factor
     assertCsrf(ctx, publicOrigin);
     const id = /^\d{1,12}$/.test(ctx.params.id ?? '') ? Number(ctx.params.id) : NaN;
     if (!Number.isSafeInteger(id)) throw new BadRequestError('Unknown factor.', { code: 'bad_factor' });
+    // As adding one: an open browser alone must not take a factor away (and the recovery codes with the last).
+    await confirmPassword(ctx, who, ((ctx.request.body ?? {}) as Record<string, unknown>).current);
     await factors.remove(actorOf(who), who, id);
     ctx.status = 303;
     ctx.redirect('/profile?factor=removed');

@@ -137,5 +137,13 @@ function normalise(caught: unknown): AtriumError {
     const code = typeof e.code === 'string' && /^[a-z_]+$/i.test(e.code) ? e.code.toLowerCase() : 'bad_request';
     return new AtriumError(status, code, e.expose === true && typeof e.message === 'string' ? e.message : 'The request could not be processed.', { cause: caught });
   }
+  // A body that says it is gzip or deflate and is not: the body parser passes zlib's error on without
+  // a status, but it is the client's bytes that are broken, not the portal.
+  if (typeof e?.code === 'string' && ZLIB_INPUT_ERRORS.has(e.code)) {
+    return new AtriumError(400, 'bad_body', 'The request body could not be decompressed.', { cause: caught });
+  }
   return new AtriumError(500, 'internal_error', 'Internal error', { cause: caught, expose: false });
 }
+
+/** What zlib says of compressed input it cannot read (corrupt, cut short, wrong format). */
+const ZLIB_INPUT_ERRORS = new Set(['Z_DATA_ERROR', 'Z_BUF_ERROR', 'Z_NEED_DICT']);

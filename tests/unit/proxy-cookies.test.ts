@@ -13,7 +13,7 @@ import { UpstreamProxy } from '../../portal/apps/proxy.ts';
  * cookies never reach the upstream, and the portal's own Set-Cookie survives the upstream's.
  */
 const user: AtriumUser = { sub: 'user-1', email: 'u@corp.example', name: 'U', picture: null, level: 'ea', groups: ['ea', 'stable'], profile: {} };
-const signer = { sign: async () => 'test-assertion' } as unknown as AssertionSigner;
+const signer = { sign: async () => 'test-assertion', reusable: () => undefined } as unknown as AssertionSigner;
 const log = { warn: () => {}, info: () => {}, error: () => {}, debug: () => {} } as unknown as Logger;
 
 let upstream: Server;
@@ -53,7 +53,7 @@ beforeAll(async () => {
   portalPort = await listen(portal);
 });
 afterAll(async () => {
-  proxy?.close();
+  await proxy?.close();
   portal?.closeAllConnections();
   portal?.close();
   upstream?.closeAllConnections();

@@ -9,6 +9,7 @@ import { accessRefusal, type AppTable } from '../dispatch.ts';
 import { answerBarInfo, BAR_INFO_PATH } from '../../console/chrome.ts';
 import { assets } from '../../http/assets.ts';
 import { carriesTwice } from '../../sessions/cookie-session.ts';
+import { stepUpLoginUrl } from '../../sessions/step-up.ts';
 import { appCookieName, HANDOFF_STATE, HANDOFF_TTL_MS, handoffCookieName, newId, pendingCookieName, type AppOriginSessions } from './app-sessions.ts';
 
 /** Paths on an app origin that the portal answers itself; an app never sees them. */
@@ -121,7 +122,15 @@ export function appHostServer(deps: {
     const identity = app ? await sessions.identify(readCookie(ctx, appCookie), key) : undefined;
     if (!app || !identity || !(await keepCurrent(identity))) return signIn(ctx, key);
     const decision = decide(identity.user, app);
-    if (!decision.allowed) throw accessRefusal(identity.user, app, decision);
+    if (!decision.allowed) {
+      // An app that needs a second factor, and a sign-in without one: a fresh sign-in at the portal
+      // asking for it, which comes back here through the portal's own link to this app.
+      if (decision.status === 403 && decision.reason === 'mfa' && isBrowserNavigation(ctx)) {
+        ctx.redirect(`${portalOrigin}${stepUpLoginUrl(`${app.prefix}${ctx.url}`)}`);
+        return;
+      }
+      throw accessRefusal(identity.user, app, decision, portalOrigin);
+    }
     ctx.state.user = identity.user;
     ctx.state.userId = identity.session.uid;
     decorate?.(ctx);

@@ -10,10 +10,13 @@ type StoredPortalSession = PortalSession & { _expire?: number; _maxAge?: number 
  * What the portal pipeline does for a session on each request (idle touch, token refresh), done
  * for requests that arrive on an app origin, where koa-session never runs: the portal session is
  * edited in the store directly, and only when something is due. False when the session has ended.
+ * With `touch: false`, the tokens alone: for a session kept by its open sockets (socket-sessions.ts),
+ * which are not activity.
  */
-export function sessionKeeper(deps: { store: SessionStore; limits: SessionLimits; renewal: RenewalDeps }) {
+export function sessionKeeper(deps: { store: SessionStore; limits: SessionLimits; renewal: RenewalDeps; touch?: boolean }) {
   const { store, limits, renewal } = deps;
-  const touchEvery = touchIntervalMs(limits);
+  // Without `touch` (open sockets: not activity), only the tokens are kept current.
+  const touchEvery = deps.touch === false ? Number.POSITIVE_INFINITY : touchIntervalMs(limits);
   return async (identity: SessionIdentity, now = Date.now()): Promise<boolean> => {
     const session = identity.session as StoredPortalSession;
     const changes: Partial<StoredPortalSession> = {};

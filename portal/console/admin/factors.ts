@@ -5,7 +5,8 @@ import { actor, done, field, type AdminDeps } from './kit.ts';
 /**
  * Second factors in the console: reset a user's factors (a lost phone: they sign in with the
  * password and, where a group requires one, set up a new factor at once), and require a second
- * factor of a group's members. Both audited (factor.reset, group.second_factor).
+ * factor of a group's members. Both audited (factor.reset, group.second_factor); a reset also ends
+ * the user's sessions (session.revoke_all).
  */
 export function factorPages(router: Router<PortalState>, deps: AdminDeps): void {
   const { admin, factors } = deps;
@@ -13,7 +14,11 @@ export function factorPages(router: Router<PortalState>, deps: AdminDeps): void 
   router.post('/users/:id/factors/reset', async (ctx) => {
     const user = await admin.resolveUser(ctx.params.id ?? '');
     const removed = await factors.resetAll(actor(ctx), user);
-    done(ctx, `/admin/users/${user.id}`, removed === 0 ? 'This user had no second factor.' : `${removed} second factor${removed === 1 ? '' : 's'} and the recovery codes removed.`);
+    // The lost device's sessions end with its factors (here and at the provider): what it opened
+    // with a second factor must not outlive it, nor sign it straight back in as such.
+    const ended = await admin.revokeSessions(actor(ctx), user.id);
+    const what = removed === 0 ? 'This user had no second factor.' : `${removed} second factor${removed === 1 ? '' : 's'} and the recovery codes removed.`;
+    done(ctx, `/admin/users/${user.id}`, `${what} ${ended} session${ended === 1 ? '' : 's'} ended.`);
   });
 
   router.post('/groups/:name/second-factor', async (ctx) => {
