@@ -20,7 +20,7 @@ interface SessionConnections {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A deadline is checked a moment after it passes, so the session is surely over when read. */
 const PAST_DEADLINE_MS = 50;
-/** A token refresh that could not be done (the provider is away) is tried again after this long. */
+/** A token refresh that could not be done (the provider is away), or a read the store did not answer, is tried again after this long. */
 const REFRESH_RETRY_MS = 30_000;
 
 /** Refreshes a session's tokens if due (sessionKeeper without the touch); false when that ended it. */
@@ -207,7 +207,11 @@ export class SessionSockets {
     clearTimeout(entry.deadline);
     const delay = Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now()) + PAST_DEADLINE_MS);
     entry.deadline = setTimeout(() => {
-      this.due(id, entry).catch((err: unknown) => this.log.warn({ err }, 'socket re-check failed'));
+      this.due(id, entry).catch((err: unknown) => {
+        // The store did not answer (an outage): the session is looked at again later, not forgotten.
+        this.log.warn({ err }, 'socket re-check failed');
+        if (this.bySession.get(id) === entry) this.schedule(id, entry, Date.now() + REFRESH_RETRY_MS);
+      });
     }, delay);
     entry.deadline.unref();
   }
