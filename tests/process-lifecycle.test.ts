@@ -12,6 +12,7 @@ import { KOA, makeAppsDir } from './helpers/apps.ts';
 import { connect, cookieHeader } from './helpers/sockets.ts';
 import { startTestPortal } from './helpers/portal.ts';
 import { startEchoUpstream } from './helpers/upstream.ts';
+import { groupKeeper } from '../portal/apps/supervisor.ts';
 
 /**
  * The portal as a real process (`node --import tsx portal/main.ts`), stopped the ways an operator
@@ -176,6 +177,21 @@ describe('no orphans', () => {
     p.child.kill('SIGKILL');
     await p.exited;
     await until(() => (alive(appPid) ? undefined : true), `app process ${appPid} to end`);
+  });
+
+  it('the group keeper’s lifeline ends an app whose portal died without sending any parent-death signal', { timeout: 60_000 }, async () => {
+    // The shell as the supervisor runs it, but started by a throwaway parent with no setpriv: only the
+    // lifeline (fd 3) can end the app when that parent is SIGKILLed.
+    const dir = mkdtempSync(join(tmpdir(), 'atrium-lifeline-'));
+    const pidFile = join(dir, 'app.pid');
+    const script = groupKeeper(`/bin/sh -c 'echo $$ > ${pidFile}; exec sleep 300'`);
+    const parent = spawn(process.execPath, ['-e', `require('node:child_process').spawn('/bin/sh', ['-c', process.argv[1]], { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe'] }); setInterval(() => {}, 1000);`, script], { stdio: 'ignore' });
+    const appPid = await until(async () => Number(readFileSync(pidFile, 'utf8').trim()) || undefined, 'the app to start');
+    // Running, or gone (a zombie nobody has reaped yet counts as gone: it runs nothing).
+    const running = (pid: number) => alive(pid) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    expect(running(appPid)).toBe(true);
+    parent.kill('SIGKILL');
+    await until(() => (running(appPid) ? undefined : true), 'the app to end with its parent');
   });
 
   it('a failed start (port in use) leaves no app process behind', { timeout: 60_000 }, async () => {

@@ -90,7 +90,8 @@ export class Supervisor {
     const child = spawn(file, args, {
       cwd: entry.cwd,
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // fd 3: the group keeper's lifeline (see groupKeeper), never written to.
+      stdio: PDEATHSIG ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
       env: appEnvironment(process.env, this.user, entry.port),
       // libuv drops root's supplementary groups before switching, so only the user's gid remains.
       ...(this.user && { uid: this.user.uid, gid: this.user.gid }),
@@ -156,10 +157,21 @@ export class Supervisor {
 /**
  * The shell that runs a command, written so that a SIGTERM to it (from stop(), or the parent-death
  * signal when the portal itself dies, however) ends the command's whole process group: the shell
- * waits on the command in the background, where a trap can run, and passes on its exit status.
+ * waits on the command in the background, where a trap can run, and passes on its exit status. Its
+ * lifeline (fd 3) ends the group as well when the portal's end of it closes.
  */
-function groupKeeper(command: string): string {
-  return `trap 'trap - TERM; kill 0' TERM\n{\n${command}\n} &\nwait $!`;
+export function groupKeeper(command: string): string {
+  return [
+    `trap 'trap - TERM; kill 0' TERM`,
+    // The lifeline: fd 3 is the shell's end of a socket pair whose other end only the portal holds,
+    // so a read on it ends when the portal is gone, however it went; then the group goes too. A
+    // backstop for the parent-death signal, which a portal killed under load was once seen to miss
+    // (tests/multi-instance.test.ts: an app copy outliving its SIGKILLed instance, its shell gone).
+    `{ read -r _ <&3; kill 0; } &`,
+    // The command itself does not get the lifeline (nor could an app close the portal's end).
+    `{\n${command}\n} 3<&- &`,
+    `wait $!`,
+  ].join('\n');
 }
 
 /** util-linux's setpriv, which can set the parent-death signal for the command it starts (Linux). */
