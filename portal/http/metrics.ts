@@ -5,12 +5,18 @@ import type { PortalContext, PortalMiddleware } from './context.ts';
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 
-function area(path: string): string {
-  if (path.startsWith('/apps/')) return 'apps';
-  if (path.startsWith('/idp/')) return 'idp';
-  if (path.startsWith('/admin')) return 'admin';
-  if (path.startsWith('/auth/') || path === '/login' || path === '/logout') return 'auth';
-  return 'portal';
+/** The areas requests are counted by, and the status classes (1xx…5xx): a counter each, not a key per request. */
+const AREAS = ['apps', 'idp', 'admin', 'auth', 'portal'] as const;
+const [APPS, IDP, ADMIN, AUTH, PORTAL] = [0, 1, 2, 3, 4];
+const STATUS_CLASSES = 5;
+
+/** Which area a path is in (an index into AREAS). */
+function area(path: string): number {
+  if (path.startsWith('/apps/')) return APPS;
+  if (path.startsWith('/idp/')) return IDP;
+  if (path.startsWith('/admin')) return ADMIN;
+  if (path.startsWith('/auth/') || path === '/login' || path === '/logout') return AUTH;
+  return PORTAL;
 }
 
 /**
@@ -36,7 +42,8 @@ const APP_LATENCY_SAMPLE = 16;
  */
 export class Metrics {
   readonly registry = new Registry();
-  private readonly pending = new Map<string, number>();
+  /** Requests counted since the last scrape, by area × status class (see AREAS); added to the counter at collect. */
+  private readonly pending = new Float64Array(AREAS.length * STATUS_CLASSES);
   private readonly latency = new Histogram({
     name: 'atrium_http_request_duration_seconds',
     help: `HTTP request latency by area (app requests sampled 1 in ${APP_LATENCY_SAMPLE})`,
@@ -54,11 +61,12 @@ export class Metrics {
       labelNames: ['area', 'status'] as const,
       registers: [this.registry],
       collect() {
-        for (const [key, count] of pending) {
-          const [where, status] = key.split(' ') as [string, string];
-          this.inc({ area: where, status }, count);
+        for (let i = 0; i < pending.length; i++) {
+          const count = pending[i] as number;
+          if (count === 0) continue;
+          this.inc({ area: AREAS[Math.floor(i / STATUS_CLASSES)] as string, status: `${(i % STATUS_CLASSES) + 1}xx` }, count);
+          pending[i] = 0;
         }
-        pending.clear();
       },
     });
     for (const [name, gauge] of Object.entries(gauges)) {
@@ -69,16 +77,16 @@ export class Metrics {
   /** Counts and times requests; first in the pipeline so errors are counted too. */
   middleware(): PortalMiddleware {
     let appRequests = 0;
-    const record = (ctx: PortalContext, where: string, started: number) => {
-      const key = `${where} ${Math.floor(statusOf(ctx) / 100)}xx`;
-      this.pending.set(key, (this.pending.get(key) ?? 0) + 1);
-      if (started >= 0) this.latency.observe({ area: where }, (performance.now() - started) / 1000);
+    const record = (ctx: PortalContext, where: number, started: number) => {
+      const statusClass = Math.min(STATUS_CLASSES, Math.max(1, Math.floor(statusOf(ctx) / 100)));
+      this.pending[where * STATUS_CLASSES + statusClass - 1]! += 1;
+      if (started >= 0) this.latency.observe({ area: AREAS[where] as string }, (performance.now() - started) / 1000);
     };
     // Not `async` (one promise fewer per request); the error handler below turns failures into statuses.
     return (ctx, next) => {
       // The area is read before the request goes on: the proxy rewrites the path it forwards.
       const where = area(ctx.path);
-      const timed = where !== 'apps' || (appRequests++ & (APP_LATENCY_SAMPLE - 1)) === 0;
+      const timed = where !== APPS || (appRequests++ & (APP_LATENCY_SAMPLE - 1)) === 0;
       const started = timed ? performance.now() : -1;
       return next().then(
         () => record(ctx, where, started),

@@ -35,7 +35,7 @@ export function fastAppPath(deps: {
   const { store, resolver, limits, dispatch, cookie, bearer } = deps;
   const signatureCookie = `${cookie}.sig`;
   const touchEvery = touchIntervalMs(limits);
-  const verified = new Map<string, true>();
+  const verified = new Map<string, string>();
 
   /** Continues once the stored session is at hand; sync when the cache has it (the usual case). */
   const serve = (ctx: Parameters<PortalMiddleware>[0], next: () => Promise<unknown>, stored: StoredSession | undefined): Promise<unknown> => {
@@ -73,13 +73,13 @@ export function fastAppPath(deps: {
     const id = ctx.cookies.get(cookie, { signed: false });
     const signature = ctx.cookies.get(signatureCookie, { signed: false });
     if (!id || !signature || !SESSION_ID.test(id)) return next();
-    const remembered = `${id}.${signature}`;
-    if (!verified.has(remembered)) {
+    // The signature this id was last seen with under the current key (no string built per request).
+    if (verified.get(id) !== signature) {
       // Index 0 is the newest key; a cookie signed with an older one goes the ordinary way (re-signed there).
       const keys = (ctx.cookies as unknown as { keys: { index(data: string, digest: string): number } }).keys;
       if (keys.index(`${cookie}=${id}`, signature) !== 0) return next();
       if (verified.size >= MAX_REMEMBERED_SIGNATURES) verified.clear();
-      verified.set(remembered, true);
+      verified.set(id, signature);
     }
     const cached = store.peek?.(id);
     return cached ? serve(ctx, next, cached.session) : store.get(id).then((stored) => serve(ctx, next, stored));
