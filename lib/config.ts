@@ -138,20 +138,12 @@ export interface Config {
    * first of them as before, for what knows only one provider.
    */
   providers: ProviderConfig[];
-  oidc: {
-    /** undefined: the embedded provider at `/idp` (with PROVIDERS: when one of them is embedded). */
-    issuer: URL | undefined;
-    clientId: string;
-    clientSecret: string | undefined;
-    audience: string | undefined;
-    scope: string;
-    accessClaim: string;
-    /**
-     * Where to send the browser to sign out at a provider that does not advertise an
-     * end_session_endpoint (Auth0's /v2/logout); `{returnTo}` and `{clientId}` are filled in.
-     */
-    logoutUrl: string | undefined;
-  };
+  /**
+   * The first provider's settings, for what knows only one: `issuer` undefined for the embedded
+   * provider at `/idp`; `logoutUrl` where to sign out at a provider that does not advertise an
+   * end_session_endpoint (Auth0's /v2/logout; `{returnTo}` and `{clientId}` are filled in).
+   */
+  oidc: Pick<ProviderConfig, 'issuer' | 'clientId' | 'clientSecret' | 'audience' | 'scope' | 'accessClaim' | 'logoutUrl'>;
   /** HMAC key for `POST /hooks/idp`; undefined: the webhook is off (404). */
   hookSecret: string | undefined;
   /** How long an idle kept-alive connection stays open (header timeout a little above it). */

@@ -1,8 +1,7 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
 import { auditPage } from './helpers/a11y.ts';
-import { launchChromium, NAVIGATION_TIMEOUT_MS, STEP_TIMEOUT_MS, text } from './helpers/browser.ts';
+import { launchChromium, NAVIGATION_TIMEOUT_MS, STEP_TIMEOUT_MS, text, signInOnPage } from './helpers/browser.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
 
 /**
@@ -37,12 +36,7 @@ async function person(): Promise<{ context: BrowserContext; page: Page }> {
 }
 
 async function signIn(page: Page, email: string): Promise<void> {
-  await page.goto('/login');
-  await page.waitForURL((url) => url.pathname.startsWith('/idp/interaction/'));
-  await page.getByLabel('Email').fill(email);
-  await page.getByLabel('Password').fill(DEMO_PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForURL(`${portal.origin}/`);
+  await signInOnPage(page, portal.origin, email);
 }
 
 /** Visits a path (expecting its status) and audits it in every variant. */

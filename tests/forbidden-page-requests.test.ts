@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
-import { Agent } from './helpers/agent.ts';
+import { Agent, signedInAgent } from './helpers/agent.ts';
 import { koaAppSource, makeAppsDir } from './helpers/apps.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
 
@@ -26,11 +25,7 @@ afterAll(async () => {
   await portal?.stopAll();
 });
 
-async function signIn(email: string): Promise<Agent> {
-  const agent = new Agent(portal.origin);
-  await agent.login(email, DEMO_PASSWORD);
-  return agent;
-}
+const signIn = (email: string): Promise<Agent> => signedInAgent(portal.origin, email);
 /** The 403 page's request form's fields, or undefined when the page has none. */
 function requestForm(html: string): Record<string, string> | undefined {
   const form = /<form method="post" action="\/access-requests"[^>]*data-testid="access-request">([\s\S]*?)<\/form>/.exec(html)?.[1];

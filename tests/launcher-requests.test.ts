@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
-import { Agent } from './helpers/agent.ts';
+import { Agent, signedInAgent } from './helpers/agent.ts';
 import { KOA, koaAppSource, makeAppsDir } from './helpers/apps.ts';
 import { connect, cookieHeader, disconnected } from './helpers/sockets.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
@@ -29,11 +28,7 @@ afterAll(async () => {
   await portal?.stopAll();
 });
 
-async function signIn(email: string): Promise<Agent> {
-  const agent = new Agent(portal.origin);
-  await agent.login(email, DEMO_PASSWORD);
-  return agent;
-}
+const signIn = (email: string): Promise<Agent> => signedInAgent(portal.origin, email);
 const post = (agent: Agent, path: string, form: Record<string, string>) =>
   agent.request('POST', path, { form, headers: { Origin: portal.origin } });
 const pathOf = (location: string | undefined) => {

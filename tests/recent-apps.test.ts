@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
 import { RECENT_KEPT, RecentApps } from '../lib/recent-apps.ts';
 import { UserDirectory } from '../lib/directory/users.ts';
-import { Agent } from './helpers/agent.ts';
+import { Agent, signedInAgent } from './helpers/agent.ts';
 import { DIALECTS, useMigratedDatabase } from './helpers/databases.ts';
 import { koaAppSource, makeAppsDir } from './helpers/apps.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
@@ -29,11 +28,7 @@ afterAll(async () => {
   await portal?.stopAll();
 });
 
-async function signIn(email: string): Promise<Agent> {
-  const agent = new Agent(portal.origin);
-  await agent.login(email, DEMO_PASSWORD);
-  return agent;
-}
+const signIn = (email: string): Promise<Agent> => signedInAgent(portal.origin, email);
 const opened = (agent: Agent, csrf: string, app: unknown, headers: Record<string, string> = { Origin: portal.origin }) =>
   typeof app === 'string' ? agent.request('POST', '/recent-apps', { form: { _csrf: csrf, app }, headers }) : agent.request('POST', '/recent-apps', { json: { _csrf: csrf, app }, headers });
 

@@ -2,8 +2,7 @@ import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
-import { launchChromium, NAVIGATION_TIMEOUT_MS, STEP_TIMEOUT_MS } from './helpers/browser.ts';
+import { launchChromium, NAVIGATION_TIMEOUT_MS, STEP_TIMEOUT_MS, signInOnPage } from './helpers/browser.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
 
 /**
@@ -42,12 +41,7 @@ async function signedIn(email: string): Promise<Page> {
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
   page.setDefaultNavigationTimeout(NAVIGATION_TIMEOUT_MS);
-  await page.goto('/login');
-  await page.waitForURL((url) => url.pathname.startsWith('/idp/interaction/'));
-  await page.getByLabel('Email').fill(email);
-  await page.getByLabel('Password').fill(DEMO_PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForURL(`${portal.origin}/`);
+  await signInOnPage(page, portal.origin, email);
   return page;
 }
 

@@ -147,3 +147,10 @@ export async function signInEveryDemoAccount(origin: string): Promise<Map<string
   }
   return agents;
 }
+
+/** An agent signed in as a demo account (or any local account, given its password). */
+export async function signedInAgent(origin: string, email: string, password?: string): Promise<Agent> {
+  const agent = new Agent(origin);
+  await agent.login(email, password ?? (await import('../../lib/directory/demo.ts')).DEMO_PASSWORD);
+  return agent;
+}

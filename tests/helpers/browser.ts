@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Locator } from 'playwright-core';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import { DEMO_PASSWORD } from '../../lib/directory/demo.ts';
 import { expect } from 'vitest';
 
 /**
@@ -40,4 +41,14 @@ export async function text(locator: Locator): Promise<string> {
 export async function attr(locator: Locator, name: string): Promise<string | null> {
   await locator.first().waitFor({ state: 'attached' });
   return locator.first().getAttribute(name);
+}
+
+/** Signs a page in through the embedded provider's form, as a person does; it lands on the launcher. */
+export async function signInOnPage(page: Page, origin: string, email: string, password = DEMO_PASSWORD): Promise<void> {
+  await page.goto('/login');
+  await page.waitForURL((url) => url.pathname.startsWith('/idp/interaction/'));
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(`${origin}/`);
 }
