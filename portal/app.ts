@@ -12,6 +12,7 @@ import type { Logger } from '../lib/log.ts';
 import type { CachedSessionStore } from '../lib/sessions/cached-store.ts';
 import type { AppRegistry } from './apps/app-registry.ts';
 import { buildApps } from './apps/apps.ts';
+import { fastLane } from './apps/fast-lane.ts';
 import { appHostServer } from './apps/origin/app-host.ts';
 import { isolationReport } from './apps/isolation.ts';
 import { handoffRoutes } from './apps/origin/handoff-route.ts';
@@ -30,7 +31,7 @@ import { buildDirectory } from './directory/directory.ts';
 import { hookRoutes } from './directory/provider-webhook.ts';
 import type { DirectoryWatcher } from './directory/watcher.ts';
 import { assets } from './http/assets.ts';
-import type { PortalState } from './http/context.ts';
+import type { PortalMiddleware, PortalState } from './http/context.ts';
 import { errorHandler } from './http/errors.ts';
 import { hardening } from './http/hardening.ts';
 import { healthRoutes } from './http/health.ts';
@@ -46,7 +47,7 @@ import { authRoutes } from './sessions/auth-routes.ts';
 import { backchannelRoutes } from './sessions/backchannel.ts';
 import { bearerAuthenticator } from './sessions/bearer.ts';
 import { sessionCookieName, sessionMiddleware } from './sessions/cookie-session.ts';
-import { fastAppPath } from './sessions/fast-path.ts';
+import { FastSessions } from './sessions/fast-path.ts';
 import { buildIdentity } from './sessions/identity.ts';
 import { sessionLifecycle } from './sessions/lifecycle.ts';
 import type { TokenRefresher } from './sessions/refresher.ts';
@@ -55,6 +56,11 @@ import { buildStorage } from './storage/storage.ts';
 
 export interface Portal {
   app: Koa<PortalState>;
+  /**
+   * The HTTP server's request listener: Koa's pipeline with the fast lane for signed-in app
+   * requests in front of it (apps/fast-lane.ts). Serve this, not `app.callback()`.
+   */
+  listener: RequestListener;
   config: Config;
   database: Database;
   registry: AppRegistry;
@@ -151,15 +157,17 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   // (Routers type their context more narrowly than the pipeline's; each is a Koa middleware all the same.)
   // One authenticator for `Authorization`, on the fast app path and the ordinary one alike.
   const bearer = bearerAuthenticator({ verifier, access: directory.access, audience: identity.audience, accessClaim });
-  const pipeline: (Koa.Middleware<any, any> | false)[] = [
+  // The layers every answer passes, also those of the fast lane (below).
+  const head: PortalMiddleware[] = [
     metrics.middleware(),
     errorHandler(views, log, origin, { pendingLevels: (userId) => directory.requests.pendingLevels(userId) }),
     hardening({ secureCookies: config.secureCookies }),
+  ];
+  const pipeline: (Koa.Middleware<any, any> | false)[] = [
+    ...head,
     hostGuard(hosts, app.proxy),
     // Requests for an app's own origin are answered here and go no further.
     appHost ?? false,
-    // Signed-in app requests that need no session work leave the pipeline here.
-    fastAppPath({ store: sessions, resolver, limits, dispatch: apps.dispatch, cookie: sessionCookieName(config.secureCookies), bearer }),
     healthRoutes({ database, rp, redis: cluster, isolation }).routes(),
     assets(),
     jwksRoute(apps.assertions),
@@ -194,6 +202,12 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   ];
   for (const middleware of pipeline) if (middleware) app.use(middleware);
 
+  // Signed-in app requests that need no session work are served before the pipeline (apps/fast-lane.ts).
+  const fastSessions = new FastSessions({ store: sessions, resolver, limits, cookie: sessionCookieName(config.secureCookies), keys: () => app.keys });
+  const listener = origins
+    ? app.callback()
+    : fastLane({ koa: app, table: apps.table, publicHost: config.publicUrl.host, trustProxy: app.proxy, sessions: fastSessions, bearer, metrics, head, decorate: apps.decorate }, app.callback());
+
   directory.watcher.start();
   apps.live.start();
   const sweep = setInterval(() => {
@@ -208,6 +222,7 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
 
   return {
     app,
+    listener,
     config,
     database,
     registry: apps.registry,

@@ -19,7 +19,7 @@ export interface RunningPortal {
 export async function startPortal(config: Config, log: Logger, server: Server = createServer()): Promise<RunningPortal> {
   const portal = await createPortal(config, log);
   const graceful = new GracefulStop(server, portal, config, log);
-  const listener = graceful.listener(portal.app.callback());
+  const listener = graceful.listener(portal.listener);
   server.on('request', listener);
   applyTimeouts(server, config);
   portal.attach(server, listener);

@@ -7,6 +7,7 @@ import { decide, type GateDecision } from '../../lib/gate.ts';
 import type { Logger } from '../../lib/log.ts';
 import { isBrowserNavigation, type PortalContext, type PortalMiddleware } from '../http/context.ts';
 import { mountUnder } from './mount-app.ts';
+import type { UpstreamForward } from './proxy.ts';
 import { ResponseRules } from './response-rules.ts';
 import { stepUpLoginUrl } from '../sessions/step-up.ts';
 
@@ -15,6 +16,8 @@ export interface MountedApp extends LoadedApp {
   handler: Koa.Middleware;
   /** The same on the app's own origin (APP_ORIGIN), where the app lives at `/` rather than its prefix. */
   originHandler: Koa.Middleware;
+  /** An upstream app's forwarder without Koa, which `handler` wraps (the fast lane calls it straight). */
+  forward?: UpstreamForward;
 }
 
 /**
@@ -30,14 +33,17 @@ export class AppTable {
     this.rules = new ResponseRules(log);
   }
 
-  set(app: LoadedApp, handler?: Koa.Middleware): MountedApp {
+  set(app: LoadedApp, handler?: Koa.Middleware, forward?: UpstreamForward): MountedApp {
     if (!handler && !app.app) throw new TypeError(`${app.prefix} has neither a Koa app nor a handler`);
     // An upstream's handler serves both forms (the proxy reads ctx.state.appOrigin); a Koa app is mounted twice.
     // Either way, an in-process app's response headers pass the rules, wrapped here once per app.
+    const { forward: _earlier, ...loaded } = app as LoadedApp & { forward?: UpstreamForward };
     const mounted: MountedApp = {
-      ...app,
+      ...loaded,
       handler: handler ?? this.rules.guard(app.prefix, mountUnder(app.prefix, app.app as Koa)),
       originHandler: handler ?? this.rules.guard(app.prefix, mount(app.app as Koa)),
+      // Only what is given now: an entry passed back in never keeps an earlier load's forwarder.
+      ...(forward ? { forward } : {}),
     };
     this.byKey.set(`${app.tier}/${app.name}`, mounted);
     return mounted;

@@ -163,7 +163,9 @@ export class LiveApps implements AppRegistry {
         supervisor.start(app.prefix, app.command, app.dir, Number(upstream.port || (upstream.protocol === 'https:' ? 443 : 80)));
       }
       const mounted: LoadedApp = { ...app, upstream };
-      this.table.set(mounted, proxy.handler({ prefix: app.prefix, upstream }));
+      // One forwarder for both ways in: the fast lane calls it straight, the pipeline through its Koa handler.
+      const forward = proxy.forwarder({ prefix: app.prefix, upstream });
+      this.table.set(mounted, proxy.handler({ prefix: app.prefix, upstream }, forward), forward);
       realtime.unmount(app.tier, app.name);
       return;
     }

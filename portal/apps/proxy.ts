@@ -28,6 +28,12 @@ export interface UpstreamTarget {
   groups?: readonly string[] | undefined;
 }
 
+/**
+ * Forwards one request of an app's to its upstream and writes the answer to `res` (see
+ * UpstreamProxy.forwarder). `origin`: the app's own origin, when the request came there (APP_ORIGIN).
+ */
+export type UpstreamForward = (req: IncomingMessage, res: ServerResponse, user: AtriumUser, path: string, origin?: string) => Promise<void>;
+
 /** Where the proxy finds an app's manifest groups when its target does not say (see manifestGroupsFrom). */
 type ManifestGroups = (tier: string, name: string) => readonly string[] | undefined;
 const NONE: readonly string[] = Object.freeze([]);
@@ -177,47 +183,62 @@ export class UpstreamProxy {
     return this.manifestGroups(tier, name) ?? NONE;
   }
 
-  /** Koa middleware that proxies one app's HTTP requests (the gate has already run). */
-  handler(target: UpstreamTarget): Koa.Middleware {
-    // A handler serves one load of one app: a changed manifest comes with a new handler.
+  /**
+   * One app's HTTP requests, forwarded without Koa (the fast lane calls it straight; `handler`
+   * wraps it for the pipeline). The gate has already run. `path` is the request's path (without
+   * the query). Resolves once the request has ended, however; rejects (an UpstreamError, or the
+   * client's own disconnect) only while nothing has been written, so an error page can still be
+   * the answer.
+   */
+  forwarder(target: UpstreamTarget): UpstreamForward {
+    // A forwarder serves one load of one app: a changed manifest comes with a new one.
     let manifestGroups: readonly string[] | undefined;
     const pool = this.pools.poolFor(target.upstream);
     const filter = (headers: IncomingHttpHeaders, res: ServerResponse) => {
       this.rules.filterUpstream(headers, target.prefix);
       keepPortalSetCookie(res, headers);
     };
-    return async (ctx) => {
-      const user = ctx.state.user as AtriumUser;
-      const origin = (ctx.state as { appOrigin?: string }).appOrigin;
+    return async (req, res, user, path, origin) => {
       const forTarget = origin ? { ...target, origin } : target;
       manifestGroups ??= this.groupsOf(target);
-      const req = ctx.req;
       const headers = clientHeadersForUpstream(req.headers);
       const signing = this.addPortalHeaders(headers, req, forTarget, manifestGroups, user);
       if (signing) await signing;
       // The client may have gone while the assertion was signed: its 'close' has passed, and would
       // never be heard below. Nothing to answer (metrics count it as the client's, 499).
-      if (req.socket.destroyed) return this.disconnected(ctx, target);
-      ctx.respond = false;
+      if (req.socket.destroyed) return this.disconnected(req, target);
       let outcome;
       try {
-        outcome = await forward(pool, { method: req.method ?? 'GET', path: UpstreamProxy.upstreamPath(req.url ?? '/', forTarget, ctx.path), headers, body: hasBody(req) ? req : null }, ctx.res, filter);
+        outcome = await forward(pool, { method: req.method ?? 'GET', path: UpstreamProxy.upstreamPath(req.url ?? '/', forTarget, path), headers, body: hasBody(req) ? req : null }, res, filter);
       } catch (err) {
-        ctx.respond = true;
         // The client aborting its upload is not the app's failure: the error handler logs it as a disconnect.
         if (isClientDisconnect(req, err)) throw err;
         if (isTimeout(err)) throw new UpstreamError('This app did not answer in time. Try again in a moment.', { cause: err, code: 'upstream_timeout' });
         throw new UpstreamError(`This app is not answering right now (${describe(err)}). Try again in a moment.`, { cause: err, code: 'upstream_unavailable' });
       }
       // Closed before the answer was complete: the client left (an aborted upload, a closed tab).
-      if (outcome === 'client left') this.disconnected(ctx, target);
-      else if (outcome === 'cut off') this.log.warn({ method: ctx.method, url: ctx.originalUrl, app: target.prefix }, 'upstream broke off its answer');
+      if (outcome === 'client left') this.disconnected(req, target);
+      else if (outcome === 'cut off') this.log.warn({ method: req.method, url: req.url, app: target.prefix }, 'upstream broke off its answer');
+    };
+  }
+
+  /** Koa middleware that proxies one app's HTTP requests (the gate has already run): `forwarder` in the pipeline. */
+  handler(target: UpstreamTarget, forwarder = this.forwarder(target)): Koa.Middleware {
+    return async (ctx) => {
+      // Koa writes nothing of its own unless the forwarder fails before the answer begins.
+      ctx.respond = false;
+      try {
+        await forwarder(ctx.req, ctx.res, ctx.state.user as AtriumUser, ctx.path, (ctx.state as { appOrigin?: string }).appOrigin);
+      } catch (err) {
+        ctx.respond = true;
+        throw err;
+      }
     };
   }
 
   /** A client that left mid-request is its own doing: noted, never an error (as the error handler does in-process). */
-  private disconnected(ctx: Koa.Context, target: UpstreamTarget): void {
-    this.log.info({ method: ctx.method, url: ctx.originalUrl, app: target.prefix }, 'client disconnected');
+  private disconnected(req: IncomingMessage, target: UpstreamTarget): void {
+    this.log.info({ method: req.method, url: req.url, app: target.prefix }, 'client disconnected');
   }
 
   /** Proxies a websocket upgrade (the gate has already run). */

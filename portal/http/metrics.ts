@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ForbiddenError } from '../../lib/errors.ts';
 import { CLIENT_CLOSED_REQUEST, clientGone } from './client-disconnect.ts';
@@ -24,8 +25,13 @@ function area(path: string): number {
  * and a client that left before any answer closed the request itself (499), whatever the error.
  */
 function statusOf(ctx: PortalContext): number {
-  if (!ctx.res.headersSent && clientGone(ctx.req)) return CLIENT_CLOSED_REQUEST;
-  return ctx.respond === false ? ctx.res.statusCode : ctx.status;
+  if (ctx.respond === false) return rawStatusOf(ctx.req, ctx.res);
+  return !ctx.res.headersSent && clientGone(ctx.req) ? CLIENT_CLOSED_REQUEST : ctx.status;
+}
+
+/** The same for a request answered without Koa (the fast lane, the proxy): the raw response's status. */
+function rawStatusOf(req: IncomingMessage, res: ServerResponse): number {
+  return !res.headersSent && clientGone(req) ? CLIENT_CLOSED_REQUEST : res.statusCode;
 }
 
 /** One in this many app requests is timed: the latency distribution without a cost on every request. */
@@ -74,28 +80,45 @@ export class Metrics {
     }
   }
 
+  /** App requests seen, for the one-in-APP_LATENCY_SAMPLE timing. */
+  private appRequests = 0;
+
+  private record(status: number, where: number, started: number): void {
+    const statusClass = Math.min(STATUS_CLASSES, Math.max(1, Math.floor(status / 100)));
+    this.pending[where * STATUS_CLASSES + statusClass - 1]! += 1;
+    if (started >= 0) this.latency.observe({ area: AREAS[where] as string }, (performance.now() - started) / 1000);
+  }
+
+  /** When a request in an area starts: the time to record it with, or -1 for an app request that is not timed. */
+  private started(where: number): number {
+    return where !== APPS || (this.appRequests++ & (APP_LATENCY_SAMPLE - 1)) === 0 ? performance.now() : -1;
+  }
+
   /** Counts and times requests; first in the pipeline so errors are counted too. */
   middleware(): PortalMiddleware {
-    let appRequests = 0;
-    const record = (ctx: PortalContext, where: number, started: number) => {
-      const statusClass = Math.min(STATUS_CLASSES, Math.max(1, Math.floor(statusOf(ctx) / 100)));
-      this.pending[where * STATUS_CLASSES + statusClass - 1]! += 1;
-      if (started >= 0) this.latency.observe({ area: AREAS[where] as string }, (performance.now() - started) / 1000);
-    };
     // Not `async` (one promise fewer per request); the error handler below turns failures into statuses.
     return (ctx, next) => {
       // The area is read before the request goes on: the proxy rewrites the path it forwards.
       const where = area(ctx.path);
-      const timed = where !== APPS || (appRequests++ & (APP_LATENCY_SAMPLE - 1)) === 0;
-      const started = timed ? performance.now() : -1;
+      const started = this.started(where);
       return next().then(
-        () => record(ctx, where, started),
+        () => this.record(statusOf(ctx), where, started),
         (err: unknown) => {
-          record(ctx, where, started);
+          this.record(statusOf(ctx), where, started);
           throw err;
         },
       );
     };
+  }
+
+  /** For an app request answered without Koa (the fast lane): call at its start, and pass what it gives to appAnswered. */
+  appStarted(): number {
+    return this.started(APPS);
+  }
+
+  /** Counts (and, when it was picked, times) an app request answered without Koa, once it has ended. */
+  appAnswered(req: IncomingMessage, res: ServerResponse, started: number): void {
+    this.record(rawStatusOf(req, res), APPS, started);
   }
 
   route(): PortalMiddleware {

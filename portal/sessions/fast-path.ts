@@ -1,87 +1,114 @@
+import Keygrip from 'keygrip';
+import type { AtriumUser } from '../../lib/app-kit.ts';
 import { sessionEnded, tokenRefreshDue, touchIntervalMs, type SessionLimits } from '../../lib/sessions/lifetime.ts';
 import type { SessionStore, StoredSession } from '../../lib/sessions/store.ts';
-import type { PortalMiddleware, PortalSession } from '../http/context.ts';
-import { carriesTwice, SESSION_ID } from './cookie-session.ts';
-import { signedInSession, userFromSession, type BearerAuthenticator, type UserResolver } from './user.ts';
+import type { PortalSession } from '../http/context.ts';
+import { SESSION_ID } from './cookie-session.ts';
+import { signedInSession, userFromSession, type UserResolver } from './user.ts';
 
 const MAX_REMEMBERED_SIGNATURES = 20_000;
-const noMore = async () => {};
+
+/** Who a request on the fast lane is (portal/apps/fast-lane.ts): what the ordinary path would put in ctx.state. */
+export interface SignedIn {
+  user: AtriumUser;
+  userId: number;
+  csrf: string;
+}
+
+/** The Cookie header names the cookie more than once: the ordinary path deals with that (it signs the visitor out). */
+const TWICE = null;
 
 /**
- * The hot path: a signed-in request to a child app whose session needs nothing done to it. Such a
- * request skips the portal's other routes and koa-session's per-request work (loading into a
- * Session object, hashing it twice to detect changes) and goes straight from the cached session to
- * the gate and the app. Anything else — no cookie, an old signing key, a session due for a token
- * refresh or an idle-timeout touch — takes the ordinary path further down, which handles it
- * completely. The outcome is the same either way; only the cost differs.
- *
- * A request to an app with `Authorization` is served here too, by the same authenticator the
- * ordinary path uses (userMiddleware): there the session middleware would only make and drop an
- * empty session for it, since a bearer request's user never comes from a cookie.
- *
- * A cookie signature, once verified with the current key, is remembered: the HMAC is recomputed
- * only for cookies not seen recently.
+ * One cookie's value read from a raw Cookie header exactly as the `cookies` module reads it (a
+ * name at the start or after `;` and any spaces, the value up to the next `;`), or TWICE when the
+ * name comes more than once (a copy planted with a narrower Path: see carriesTwice).
  */
-export function fastAppPath(deps: {
-  store: SessionStore & { peek?(id: string): { readonly session: StoredSession | undefined } | undefined };
-  resolver: UserResolver;
-  limits: SessionLimits;
-  dispatch: PortalMiddleware;
-  /** The session cookie's name (see sessionCookieName). */
-  cookie: string;
-  /** What userMiddleware authenticates `Authorization` with; without it, bearer requests go the ordinary way. */
-  bearer?: BearerAuthenticator | undefined;
-}): PortalMiddleware {
-  const { store, resolver, limits, dispatch, cookie, bearer } = deps;
-  const signatureCookie = `${cookie}.sig`;
-  const touchEvery = touchIntervalMs(limits);
-  const verified = new Map<string, string>();
+export function cookieValue(header: string, name: string): string | undefined | typeof TWICE {
+  const needle = `${name}=`;
+  let found: string | undefined;
+  for (let at = header.indexOf(needle); at >= 0; at = header.indexOf(needle, at + 1)) {
+    let i = at - 1;
+    while (i >= 0 && header.charCodeAt(i) === 0x20) i--;
+    if (i >= 0 && header.charCodeAt(i) !== 0x3b) continue;
+    if (found !== undefined) return TWICE;
+    const start = at + needle.length;
+    const end = header.indexOf(';', start);
+    found = end < 0 ? header.slice(start) : header.slice(start, end);
+  }
+  return found;
+}
 
-  /** Continues once the stored session is at hand; sync when the cache has it (the usual case). */
-  const serve = (ctx: Parameters<PortalMiddleware>[0], next: () => Promise<unknown>, stored: StoredSession | undefined): Promise<unknown> => {
+/**
+ * Recognises a signed-in request whose session needs nothing done to it, without koa-session:
+ * the session cookie and its signature read from the raw header, the signature checked against the
+ * newest key (and remembered per session id, so the HMAC is recomputed only for cookies not seen
+ * recently), the session from the store's cache, its limits, and the user it stands for now.
+ * Anything else — no cookie or two, an older key's signature, a session due for a token refresh or
+ * an idle-timeout touch, an ended or disabled one — is `undefined`: the ordinary path handles it
+ * completely. The outcome is the same either way; only the cost differs.
+ */
+export class FastSessions {
+  private readonly signatureCookie: string;
+  private readonly touchEvery: number;
+  /** The signature each session id was last verified with under the newest key. */
+  private readonly verified = new Map<string, string>();
+  private keygrip: Keygrip | undefined;
+  private keygripOf: readonly string[] | Keygrip | undefined;
+
+  constructor(
+    private readonly deps: {
+      store: SessionStore & { peek?(id: string): { readonly session: StoredSession | undefined } | undefined };
+      resolver: UserResolver;
+      limits: SessionLimits;
+      /** The session cookie's name (see sessionCookieName). */
+      cookie: string;
+      /** The signing keys as Koa holds them (`app.keys`, newest first): read at each check, so a change applies. */
+      keys: () => readonly string[] | Keygrip;
+    },
+  ) {
+    this.signatureCookie = `${deps.cookie}.sig`;
+    this.touchEvery = touchIntervalMs(deps.limits);
+  }
+
+  /** Sync when the store's cache holds the session (the usual case). */
+  fromCookies(header: string | undefined): SignedIn | undefined | Promise<SignedIn | undefined> {
+    if (!header) return undefined;
+    const id = cookieValue(header, this.deps.cookie);
+    if (!id || !SESSION_ID.test(id)) return undefined;
+    const signature = cookieValue(header, this.signatureCookie);
+    if (!signature) return undefined;
+    const keygrip = this.currentKeys();
+    // The signature this id was last seen with under the newest key (no string built per request).
+    if (this.verified.get(id) !== signature) {
+      // Index 0 is the newest key; a cookie signed with an older one goes the ordinary way (re-signed there).
+      if (keygrip.index(`${this.deps.cookie}=${id}`, signature) !== 0) return undefined;
+      if (this.verified.size >= MAX_REMEMBERED_SIGNATURES) this.verified.clear();
+      this.verified.set(id, signature);
+    }
+    const cached = this.deps.store.peek?.(id);
+    return cached ? this.check(cached.session) : this.deps.store.get(id).then((stored) => this.check(stored));
+  }
+
+  private check(stored: StoredSession | undefined): SignedIn | undefined {
     const data = stored?.data as (PortalSession & { _expire?: number }) | undefined;
     const session = signedInSession(data);
-    if (!session || !data) return next();
+    if (!session || !data) return undefined;
     const now = Date.now();
-    if ((data._expire !== undefined && data._expire < now) || sessionEnded(session, limits, now)) return next();
-    if (now - (session.seenAt ?? session.authAt) > touchEvery) return next();
-    if (tokenRefreshDue(session.tokens, now)) return next();
-    const user = userFromSession(session, resolver);
-    if (!user) return next();
-    ctx.state.user = user;
-    ctx.state.userId = session.uid;
-    ctx.state.csrf = session.csrf;
-    // The app's own `next` ends here: no other portal route serves /apps/, so an unanswered request is a 404.
-    return dispatch(ctx, noMore);
-  };
+    if ((data._expire !== undefined && data._expire < now) || sessionEnded(session, this.deps.limits, now)) return undefined;
+    if (now - (session.seenAt ?? session.authAt) > this.touchEvery) return undefined;
+    if (tokenRefreshDue(session.tokens, now)) return undefined;
+    const user = userFromSession(session, this.deps.resolver);
+    return user && { user, userId: session.uid, csrf: session.csrf };
+  }
 
-  /** A bearer request to an app: its user from the token (an invalid one is the same 401 as further down). */
-  const serveBearer = (ctx: Parameters<PortalMiddleware>[0], authorization: string): Promise<unknown> =>
-    (bearer as BearerAuthenticator)(authorization).then(({ user, userId }) => {
-      ctx.state.user = user;
-      ctx.state.userId = userId;
-      return dispatch(ctx, noMore);
-    });
-
-  // Not `async`: on the hot path every extra promise counts (see BENCHMARKS.md).
-  return (ctx, next) => {
-    if (!ctx.path.startsWith('/apps/')) return next();
-    const authorization = ctx.req.headers.authorization;
-    if (authorization) return bearer ? serveBearer(ctx, authorization) : next();
-    // The session cookie twice (a copy planted with a narrower Path): the ordinary path signs it out.
-    if (carriesTwice(ctx.headers.cookie, cookie)) return next();
-    const id = ctx.cookies.get(cookie, { signed: false });
-    const signature = ctx.cookies.get(signatureCookie, { signed: false });
-    if (!id || !signature || !SESSION_ID.test(id)) return next();
-    // The signature this id was last seen with under the current key (no string built per request).
-    if (verified.get(id) !== signature) {
-      // Index 0 is the newest key; a cookie signed with an older one goes the ordinary way (re-signed there).
-      const keys = (ctx.cookies as unknown as { keys: { index(data: string, digest: string): number } }).keys;
-      if (keys.index(`${cookie}=${id}`, signature) !== 0) return next();
-      if (verified.size >= MAX_REMEMBERED_SIGNATURES) verified.clear();
-      verified.set(id, signature);
+  /** The keys as Koa holds them now; when they were replaced, what was verified with the old ones is forgotten. */
+  private currentKeys(): Keygrip {
+    const keys = this.deps.keys();
+    if (!this.keygrip || this.keygripOf !== keys) {
+      this.keygrip = Array.isArray(keys) ? new Keygrip([...keys]) : (keys as Keygrip);
+      this.keygripOf = keys;
+      this.verified.clear();
     }
-    const cached = store.peek?.(id);
-    return cached ? serve(ctx, next, cached.session) : store.get(id).then((stored) => serve(ctx, next, stored));
-  };
+    return this.keygrip;
+  }
 }
