@@ -62,7 +62,8 @@ export function fastLane(
     /** Koa's `app.proxy`: then X-Forwarded-Host could name another host, and such requests go the ordinary way. */
     trustProxy: boolean;
     sessions: FastSessions;
-    bearer?: BearerAuthenticator | undefined;
+    /** What the pipeline authenticates `Authorization` with (userMiddleware): the same answer either way. */
+    bearer: BearerAuthenticator;
     metrics: Metrics;
     /** The pipeline's first layers, which every answer passes: metrics, the error handler, hardening. */
     head: readonly PortalMiddleware[];
@@ -128,7 +129,6 @@ export function fastLane(
 
     const authorization = req.headers.authorization;
     if (authorization) {
-      if (!bearer) return pipeline(req, res);
       bearer(authorization).then(
         ({ user, userId }) => serve(req, res, app, path, user, userId, undefined),
         (err: unknown) => failBefore(req, res, app, err),

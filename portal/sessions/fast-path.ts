@@ -52,8 +52,7 @@ export class FastSessions {
   private readonly touchEvery: number;
   /** The signature each session id was last verified with under the newest key. */
   private readonly verified = new Map<string, string>();
-  private keygrip: Keygrip | undefined;
-  private keygripOf: readonly string[] | Keygrip | undefined;
+  private readonly keygrip: Keygrip;
 
   constructor(
     private readonly deps: {
@@ -62,12 +61,13 @@ export class FastSessions {
       limits: SessionLimits;
       /** The session cookie's name (see sessionCookieName). */
       cookie: string;
-      /** The signing keys as Koa holds them (`app.keys`, newest first): read at each check, so a change applies. */
-      keys: () => readonly string[] | Keygrip;
+      /** The session signing keys, newest first, as Koa's `app.keys` holds them (set once, at start-up). */
+      keys: readonly string[] | Keygrip;
     },
   ) {
     this.signatureCookie = `${deps.cookie}.sig`;
     this.touchEvery = touchIntervalMs(deps.limits);
+    this.keygrip = Array.isArray(deps.keys) ? new Keygrip([...deps.keys]) : (deps.keys as Keygrip);
   }
 
   /** Sync when the store's cache holds the session (the usual case). */
@@ -77,11 +77,10 @@ export class FastSessions {
     if (!id || !SESSION_ID.test(id)) return undefined;
     const signature = cookieValue(header, this.signatureCookie);
     if (!signature) return undefined;
-    const keygrip = this.currentKeys();
     // The signature this id was last seen with under the newest key (no string built per request).
     if (this.verified.get(id) !== signature) {
       // Index 0 is the newest key; a cookie signed with an older one goes the ordinary way (re-signed there).
-      if (keygrip.index(`${this.deps.cookie}=${id}`, signature) !== 0) return undefined;
+      if (this.keygrip.index(`${this.deps.cookie}=${id}`, signature) !== 0) return undefined;
       if (this.verified.size >= MAX_REMEMBERED_SIGNATURES) this.verified.clear();
       this.verified.set(id, signature);
     }
@@ -99,16 +98,5 @@ export class FastSessions {
     if (tokenRefreshDue(session.tokens, now)) return undefined;
     const user = userFromSession(session, this.deps.resolver);
     return user && { user, userId: session.uid, csrf: session.csrf };
-  }
-
-  /** The keys as Koa holds them now; when they were replaced, what was verified with the old ones is forgotten. */
-  private currentKeys(): Keygrip {
-    const keys = this.deps.keys();
-    if (!this.keygrip || this.keygripOf !== keys) {
-      this.keygrip = Array.isArray(keys) ? new Keygrip([...keys]) : (keys as Keygrip);
-      this.keygripOf = keys;
-      this.verified.clear();
-    }
-    return this.keygrip;
   }
 }
