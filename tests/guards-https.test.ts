@@ -3,6 +3,7 @@ import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
 import { freePort } from '../lib/free-port.ts';
 import { Agent, type AgentResponse } from './helpers/agent.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
+import { rawRequest } from './helpers/raw-http.ts';
 import { startTlsProxy, type TlsProxy } from './helpers/tls-proxy.ts';
 
 /**
@@ -66,4 +67,19 @@ describe('under an https PUBLIC_URL behind a TLS proxy', () => {
       expect([...names].filter((n) => n === 'atrium.sid')).toEqual([]);
     });
   }
+
+  // Behind the proxy Koa believes X-Forwarded-Host (app.proxy): a signed-in app request naming
+  // another host there is refused as any other, on the fast lane's way in too (portal/apps/fast-lane.ts).
+  it('refuses a signed-in app request whose X-Forwarded-Host names a host it does not serve (421)', async () => {
+    proxy.forwardsProto = true;
+    const agent = new Agent(proxy.origin);
+    await signInCollecting(agent, 'stable@example.com');
+    const cookie = ['__Host-atrium.sid', '__Host-atrium.sid.sig'].map((name) => `${name}=${agent.cookie(name)?.value}`).join('; ');
+    const direct = (headers: Record<string, string>) =>
+      rawRequest(Number(new URL(portal.origin).port), '/apps/stable/welcome/', { headers: { host: new URL(proxy.origin).host, cookie, accept: 'application/json', ...headers } });
+    expect((await direct({})).status).toBe(200);
+    const res = await direct({ 'x-forwarded-host': 'evil.example' });
+    expect(res.status).toBe(421);
+    expect(res.json()).toMatchObject({ error: 'misdirected_request' });
+  });
 });
