@@ -49,12 +49,17 @@ async function signedIn(email = 'stable@example.com'): Promise<{ agent: Agent; c
 const api = (cookie: string, extra: Record<string, string> = {}) => ({ headers: { cookie, accept: 'application/json', ...extra } });
 const json = (res: RawResponse) => JSON.parse(res.body) as Record<string, unknown>;
 
+/** The session as the store holds it now (past the cache). */
+async function stored(id: string): Promise<PortalSession> {
+  return (await portal.portal.sessions.getFresh(id))?.data as unknown as PortalSession;
+}
+
 /** Rewrites a stored session (as another instance, or time passing, would leave it). */
 async function editSession(id: string, edit: (data: PortalSession & SessionData) => void): Promise<void> {
   const store = portal.portal.sessions;
-  const stored = await store.getFresh(id);
-  if (!stored) throw new Error('no such session');
-  const data = structuredClone(stored.data) as PortalSession & SessionData;
+  const found = await store.getFresh(id);
+  if (!found) throw new Error('no such session');
+  const data = structuredClone(found.data) as PortalSession & SessionData;
   edit(data);
   expect(await store.update(id, data, 3_600_000, { subject: data.sub, idpSid: data.idpSid ?? null })).toBe(true);
 }
@@ -139,18 +144,18 @@ describe('the fast lane answers as the pipeline does', () => {
       data.seenAt = longAgo;
     });
     expect((await rawRequest(port, '/apps/stable/echo/', api(cookie))).status).toBe(200);
-    const seenAt = ((await portal.portal.sessions.getFresh(id))?.data as PortalSession).seenAt as number;
+    const seenAt = (await stored(id)).seenAt as number;
     expect(seenAt).toBeGreaterThan(longAgo);
   });
 
   it('lets the pipeline refresh the tokens of a session whose access token is due', async () => {
     const { cookie, id } = await signedIn();
-    const before = ((await portal.portal.sessions.getFresh(id))?.data as PortalSession).tokens;
+    const before = (await stored(id)).tokens;
     await editSession(id, (data) => {
       data.tokens.expiresAt = Date.now() - 1000;
     });
     expect((await rawRequest(port, '/apps/stable/echo/', api(cookie))).status).toBe(200);
-    const after = ((await portal.portal.sessions.getFresh(id))?.data as PortalSession).tokens;
+    const after = (await stored(id)).tokens;
     expect(after.access).not.toBe(before.access);
     expect(after.expiresAt as number).toBeGreaterThan(Date.now());
   });
