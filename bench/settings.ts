@@ -47,7 +47,7 @@ export const NGINX = process.env.BENCH_NGINX || '/usr/sbin/nginx';
 export type Generator = 'wrk' | 'sio' | 'ws';
 
 /** The server processes; a target is measured against one of them (plus the shared upstream for proxies). */
-export type ServerId = 'upstream' | 'koa' | 'nginx' | 'chp' | 'sio' | 'portal-proxied' | 'portal-inproc' | 'portal-bearer' | 'portal-sio' | 'portal-ws';
+export type ServerId = 'upstream' | 'koa' | 'nginx' | 'chp' | 'undici' | 'sio' | 'portal-proxied' | 'portal-inproc' | 'portal-bearer' | 'portal-sio' | 'portal-ws';
 
 export interface TargetSpec {
   label: string;
@@ -62,6 +62,7 @@ export const TARGETS = {
   koa: { label: 'bare Koa', generator: 'wrk', server: 'koa', proxiesToUpstream: false },
   nginx: { label: 'nginx -> node', generator: 'wrk', server: 'nginx', proxiesToUpstream: true },
   chp: { label: 'configurable-http-proxy -> node', generator: 'wrk', server: 'chp', proxiesToUpstream: true },
+  undici: { label: 'bare undici proxy -> node (context)', generator: 'wrk', server: 'undici', proxiesToUpstream: true },
   proxied: { label: 'portal, proxied app -> node (a)', generator: 'wrk', server: 'portal-proxied', proxiesToUpstream: true },
   inproc: { label: 'portal, in-process app (b)', generator: 'wrk', server: 'portal-inproc', proxiesToUpstream: false },
   bearer: { label: 'portal, in-process, bearer (d)', generator: 'wrk', server: 'portal-bearer', proxiesToUpstream: false },
@@ -104,6 +105,8 @@ export const RATIOS: RatioSpec[] = [
   { id: 'koa/node', label: 'bare Koa / bare node', a: 'koa', b: 'node' },
   { id: 'nginx/node', label: 'nginx / bare node', a: 'nginx', b: 'node' },
   { id: 'chp/node', label: 'CHP / bare node', a: 'chp', b: 'node' },
+  { id: 'undici/nginx', label: 'bare undici proxy / nginx', a: 'undici', b: 'nginx' },
+  { id: 'proxied/undici', label: 'proxied (a) / bare undici proxy', a: 'proxied', b: 'undici' },
   { id: 'nginx-ws/ws', label: 'nginx websocket / direct', a: 'nginx-ws', b: 'ws' },
 ];
 /** Start-up goals, in seconds. */

@@ -7,6 +7,7 @@
  *   koa             bench/servers/app.ts: the portal's hello app module on bare Koa
  *   nginx           nginx -> upstream (HTTP and /ws)
  *   chp             configurable-http-proxy -> upstream
+ *   undici          bench/servers/undici-proxy.ts: the barest Node proxy, undici as the portal uses it (context)
  *   sio             bench/servers/socketio.ts
  *   portal-*        one portal process per portal target (so CPU, memory and profiles are per path),
  *                   all with the same 10-app APPS_DIR: stable/hello (in-process), stable/rt (realtime),
@@ -55,7 +56,7 @@ export function serversFor(targets: TargetId[]): ServerId[] {
     needed.add(spec.server);
     if (spec.proxiesToUpstream) needed.add('upstream');
   }
-  const order: ServerId[] = ['upstream', 'koa', 'nginx', 'chp', 'sio', 'portal-proxied', 'portal-inproc', 'portal-bearer', 'portal-sio', 'portal-ws'];
+  const order: ServerId[] = ['upstream', 'koa', 'nginx', 'chp', 'undici', 'sio', 'portal-proxied', 'portal-inproc', 'portal-bearer', 'portal-sio', 'portal-ws'];
   return order.filter((s) => needed.has(s));
 }
 
@@ -81,6 +82,13 @@ export async function startServer(id: ServerId, ctx: { temp: string; fixture: Ap
       const origin = `http://${HOST}:${port}`;
       const started = Date.now();
       const child = spawnNode('koa', settings.serverCore, ['bench/servers/app.ts'], childEnv({ PORT: String(port), BENCH_APP_MODULE: ctx.fixture.helloModule, NODE_ENV: 'test' }));
+      return { id, child, origin, startupMs: await waitReady(`${origin}/`, child, started), headers: {} };
+    }
+    case 'undici': {
+      const port = await freePort(HOST);
+      const origin = `http://${HOST}:${port}`;
+      const started = Date.now();
+      const child = spawnNode('undici proxy', settings.serverCore, ['bench/servers/undici-proxy.ts'], childEnv({ PORT: String(port), BENCH_UPSTREAM: upstream().origin, NODE_ENV: 'test' }));
       return { id, child, origin, startupMs: await waitReady(`${origin}/`, child, started), headers: {} };
     }
     case 'sio': {
@@ -151,6 +159,7 @@ export function makeTarget(id: TargetId, servers: Map<ServerId, Server>, session
     case 'koa':
     case 'nginx':
     case 'chp':
+    case 'undici':
       return http('/', cookie);
     case 'proxied':
       return http(UPSTREAM_APP_PATH, server.headers);

@@ -46,6 +46,13 @@ async function signedIn(email = 'stable@example.com'): Promise<{ agent: Agent; c
   return { agent, cookie: `atrium.sid=${id}; atrium.sid.sig=${signature}`, id, signature };
 }
 
+/** How many app requests /metrics has counted with a status class, e.g. `2xx`. */
+async function appRequestsCounted(statusClass: string): Promise<number> {
+  const text = await (await fetch(`${portal.origin}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`atrium_http_requests_total{area="apps",status="${statusClass}"}`));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
 const api = (cookie: string, extra: Record<string, string> = {}) => ({ headers: { cookie, accept: 'application/json', ...extra } });
 const json = (res: RawResponse) => JSON.parse(res.body) as Record<string, unknown>;
 
@@ -67,6 +74,7 @@ async function editSession(id: string, edit: (data: PortalSession & SessionData)
 describe('the fast lane answers as the pipeline does', () => {
   it('serves a signed-in request to an upstream app and to an in-process app', async () => {
     const { cookie } = await signedIn();
+    const counted = await appRequestsCounted('2xx');
     const proxied = await rawRequest(port, '/apps/stable/echo/some/path.txt?q=1', api(cookie));
     expect(proxied.status).toBe(200);
     expect(json(proxied)).toMatchObject({ path: '/some/path.txt?q=1' });
@@ -75,6 +83,8 @@ describe('the fast lane answers as the pipeline does', () => {
     const inProcess = await rawRequest(port, '/apps/stable/hello/', api(cookie));
     expect(inProcess.status).toBe(200);
     expect(inProcess.headers['x-content-type-options']).toBe('nosniff');
+    // Both counted in the metrics, once each.
+    expect(await appRequestsCounted('2xx')).toBe(counted + 2);
   });
 
   it('refuses a Host it does not serve (421), signed in or not', async () => {
@@ -190,8 +200,10 @@ describe('the fast lane answers as the pipeline does', () => {
     // Last in the file: the upstream stays down.
     await upstream.close();
     upstreamClosed = true;
+    const failures = await appRequestsCounted('5xx');
     const down = await rawRequest(port, '/apps/stable/echo/', api(cookie));
     expect(down.status).toBe(502);
+    expect(await appRequestsCounted('5xx')).toBe(failures + 1);
     expect(json(down)).toMatchObject({ error: 'upstream_unavailable' });
     expect(down.headers['x-frame-options']).toBe('SAMEORIGIN');
   });
