@@ -62,16 +62,15 @@ const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connecti
  * off`, and the client's connection is destroyed: a truncated body must not look complete). Rejects
  * only while nothing has been written, so the caller can still answer with an error page.
  */
-export async function forward(pool: Pool, request: ForwardedRequest, res: ServerResponse, filter: HeaderFilter): Promise<Forwarded> {
-  try {
-    return await forwardOnce(pool, request, res, filter);
-  } catch (err) {
+export function forward(pool: Pool, request: ForwardedRequest, res: ServerResponse, filter: HeaderFilter): Promise<Forwarded> {
+  // Not `async`: the retry hangs off the one promise rather than wrapping it in another.
+  return forwardOnce(pool, request, res, filter).catch((err: unknown) => {
     // A kept-alive connection the app closed just as the request went out on it (its keep-alive
     // timer fired): nothing came back, and an idempotent request without a body is sent once more,
     // on another connection, as nginx's proxy_next_upstream does. Anything else is the app's answer.
     if (res.headersSent || res.destroyed || !mayRetry(request, err)) throw err;
     return forwardOnce(pool, request, res, filter);
-  }
+  });
 }
 
 /** What forward() sends: the upstream's path, the headers already prepared, the client's body stream or none. */

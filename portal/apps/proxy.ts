@@ -198,27 +198,39 @@ export class UpstreamProxy {
       this.rules.filterUpstream(headers, target.prefix);
       keepPortalSetCookie(res, headers);
     };
-    return async (req, res, user, path, origin) => {
-      const forTarget = origin ? { ...target, origin } : target;
-      manifestGroups ??= this.groupsOf(target);
-      const headers = clientHeadersForUpstream(req.headers);
-      const signing = this.addPortalHeaders(headers, req, forTarget, manifestGroups, user);
-      if (signing) await signing;
+    // Not `async`: when the assertion is at hand (the usual case), one promise per request, undici's.
+    const send = (req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>, forTarget: UpstreamTarget, path: string): Promise<void> => {
       // The client may have gone while the assertion was signed: its 'close' has passed, and would
       // never be heard below. Nothing to answer (metrics count it as the client's, 499).
-      if (req.socket.destroyed) return this.disconnected(req, target);
-      let outcome;
+      if (req.socket.destroyed) return Promise.resolve(this.disconnected(req, target));
+      const request = { method: req.method ?? 'GET', path: UpstreamProxy.upstreamPath(req.url ?? '/', forTarget, path), headers, body: hasBody(req) ? req : null };
+      return forward(pool, request, res, filter).then(
+        (outcome) => {
+          // Closed before the answer was complete: the client left (an aborted upload, a closed tab).
+          if (outcome === 'client left') this.disconnected(req, target);
+          else if (outcome === 'cut off') this.log.warn({ method: req.method, url: req.url, app: target.prefix }, 'upstream broke off its answer');
+        },
+        (err: unknown) => {
+          // The client aborting its upload is not the app's failure: the error handler logs it as a disconnect.
+          if (isClientDisconnect(req, err)) throw err;
+          if (isTimeout(err)) throw new UpstreamError('This app did not answer in time. Try again in a moment.', { cause: err, code: 'upstream_timeout' });
+          throw new UpstreamError(`This app is not answering right now (${describe(err)}). Try again in a moment.`, { cause: err, code: 'upstream_unavailable' });
+        },
+      );
+    };
+    return (req, res, user, path, origin) => {
+      const forTarget = origin ? { ...target, origin } : target;
+      manifestGroups ??= this.groupsOf(target);
+      let signing: void | Promise<void>;
+      let headers: Record<string, string | string[]>;
       try {
-        outcome = await forward(pool, { method: req.method ?? 'GET', path: UpstreamProxy.upstreamPath(req.url ?? '/', forTarget, path), headers, body: hasBody(req) ? req : null }, res, filter);
+        headers = clientHeadersForUpstream(req.headers);
+        signing = this.addPortalHeaders(headers, req, forTarget, manifestGroups, user);
       } catch (err) {
-        // The client aborting its upload is not the app's failure: the error handler logs it as a disconnect.
-        if (isClientDisconnect(req, err)) throw err;
-        if (isTimeout(err)) throw new UpstreamError('This app did not answer in time. Try again in a moment.', { cause: err, code: 'upstream_timeout' });
-        throw new UpstreamError(`This app is not answering right now (${describe(err)}). Try again in a moment.`, { cause: err, code: 'upstream_unavailable' });
+        // Refused before anything was sent (a subject no header can carry is a 400): a rejection like any other.
+        return Promise.reject(err);
       }
-      // Closed before the answer was complete: the client left (an aborted upload, a closed tab).
-      if (outcome === 'client left') this.disconnected(req, target);
-      else if (outcome === 'cut off') this.log.warn({ method: req.method, url: req.url, app: target.prefix }, 'upstream broke off its answer');
+      return signing ? signing.then(() => send(req, res, headers, forTarget, path)) : send(req, res, headers, forTarget, path);
     };
   }
 
