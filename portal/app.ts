@@ -203,10 +203,11 @@ export async function createPortal(config: Config, log: Logger): Promise<Portal>
   for (const middleware of pipeline) if (middleware) app.use(middleware);
 
   // Signed-in app requests that need no session work are served before the pipeline (apps/fast-lane.ts).
-  const fastSessions = new FastSessions({ store: sessions, resolver, limits, cookie: sessionCookieName(config.secureCookies), keys: app.keys });
+  const sessionCookie = sessionCookieName(config.secureCookies);
+  const fastSessions = new FastSessions({ store: sessions, resolver, limits, cookie: sessionCookie, keys: app.keys });
   const listener = origins
     ? app.callback()
-    : fastLane({ koa: app, table: apps.table, publicHost: config.publicUrl.host, trustProxy: app.proxy, sessions: fastSessions, bearer, metrics, head, decorate: apps.decorate }, app.callback());
+    : fastLane({ koa: app, table: apps.table, publicHost: config.publicUrl.host, trustProxy: app.proxy, sessions: fastSessions, sessionCookie, bearer, metrics, head, decorate: apps.decorate }, app.callback());
 
   directory.watcher.start();
   apps.live.start();

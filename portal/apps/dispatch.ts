@@ -7,6 +7,7 @@ import { decide, type GateDecision } from '../../lib/gate.ts';
 import type { Logger } from '../../lib/log.ts';
 import { isBrowserNavigation, type PortalContext, type PortalMiddleware } from '../http/context.ts';
 import { mountUnder } from './mount-app.ts';
+import { withoutPortalSession } from './portal-session-hidden.ts';
 import type { UpstreamForward } from './proxy.ts';
 import { ResponseRules } from './response-rules.ts';
 import { stepUpLoginUrl } from '../sessions/step-up.ts';
@@ -40,8 +41,8 @@ export class AppTable {
     const { forward: _earlier, ...loaded } = app as LoadedApp & { forward?: UpstreamForward };
     const mounted: MountedApp = {
       ...loaded,
-      handler: handler ?? this.rules.guard(app.prefix, mountUnder(app.prefix, app.app as Koa)),
-      originHandler: handler ?? this.rules.guard(app.prefix, mount(app.app as Koa)),
+      handler: handler ?? this.rules.guard(app.prefix, withoutPortalSession(mountUnder(app.prefix, app.app as Koa))),
+      originHandler: handler ?? this.rules.guard(app.prefix, withoutPortalSession(mount(app.app as Koa))),
       // Only what is given now: an entry passed back in never keeps an earlier load's forwarder.
       ...(forward ? { forward } : {}),
     };

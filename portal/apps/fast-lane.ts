@@ -62,6 +62,8 @@ export function fastLane(
     /** Koa's `app.proxy`: then X-Forwarded-Host could name another host, and such requests go the ordinary way. */
     trustProxy: boolean;
     sessions: FastSessions;
+    /** The session cookie's name (see sessionCookieName). */
+    sessionCookie: string;
     /** What the pipeline authenticates `Authorization` with (userMiddleware): the same answer either way. */
     bearer: BearerAuthenticator;
     metrics: Metrics;
@@ -72,7 +74,7 @@ export function fastLane(
   },
   pipeline: RequestListener,
 ): RequestListener {
-  const { koa, table, publicHost, trustProxy, sessions, bearer, metrics } = deps;
+  const { koa, table, publicHost, trustProxy, sessions, sessionCookie, bearer, metrics } = deps;
   /** The lane's request, handed to a chain's first layer (set just before the chain runs). */
   const pickUp: PortalMiddleware = (ctx, next) => {
     const lane = (ctx.req as LaneMessage)[LANE] as LaneRequest;
@@ -128,14 +130,18 @@ export function fastLane(
     if (!app) return pipeline(req, res);
 
     const authorization = req.headers.authorization;
+    const cookie = req.headers.cookie;
     if (authorization) {
+      // A session cookie beside the token: the pipeline's session layers still deal with the cookie
+      // (a planted copy expired, an ended session cleared, an idle one touched), whoever the token is.
+      if (cookie !== undefined && cookie.includes(sessionCookie)) return pipeline(req, res);
       bearer(authorization).then(
         ({ user, userId }) => serve(req, res, app, path, user, userId, undefined),
         (err: unknown) => failBefore(req, res, app, err),
       );
       return;
     }
-    const signedIn = sessions.fromCookies(req.headers.cookie);
+    const signedIn = sessions.fromCookies(cookie);
     if (signedIn === undefined) return pipeline(req, res);
     if (!(signedIn instanceof Promise)) return serve(req, res, app, path, signedIn.user, signedIn.userId, signedIn.csrf);
     signedIn.then(
