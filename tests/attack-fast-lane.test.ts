@@ -2,11 +2,11 @@ import { connect } from 'node:net';
 import Keygrip from 'keygrip';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
-import type { SessionData } from '../lib/sessions/store.ts';
 import type { PortalSession } from '../portal/http/context.ts';
 import { Agent } from './helpers/agent.ts';
 import { koaAppSource, makeAppsDir } from './helpers/apps.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
+import { apiCall, jsonOf, laneHelpers } from './helpers/lane.ts';
 import { rawRequest, type RawResponse } from './helpers/raw-http.ts';
 import { startEchoUpstream } from './helpers/upstream.ts';
 
@@ -65,40 +65,13 @@ afterAll(async () => {
   await upstream?.close();
 });
 
-async function signedIn(email = 'stable@example.com'): Promise<{ agent: Agent; cookie: string; id: string; signature: string }> {
-  const agent = new Agent(portal.origin);
-  await agent.login(email, DEMO_PASSWORD);
-  const id = agent.cookie('atrium.sid')?.value as string;
-  const signature = agent.cookie('atrium.sid.sig')?.value as string;
-  expect(id).toMatch(/^[A-Za-z0-9_-]{43}$/);
-  return { agent, cookie: `atrium.sid=${id}; atrium.sid.sig=${signature}`, id, signature };
-}
-
-const api = (cookie: string, extra: Record<string, string> = {}) => ({ headers: { cookie, accept: 'application/json', ...extra } });
-const json = (res: RawResponse) => JSON.parse(res.body) as Record<string, unknown>;
+const { signedIn, stored, editSession, appRequestsCounted: counted } = laneHelpers(() => portal);
+const api = apiCall;
+const json = jsonOf;
 const setCookies = (res: RawResponse): string[] => {
   const v = res.headers['set-cookie'];
   return v === undefined ? [] : Array.isArray(v) ? v : [v];
 };
-
-async function stored(id: string): Promise<(PortalSession & SessionData) | undefined> {
-  return (await portal.portal.sessions.getFresh(id))?.data as unknown as (PortalSession & SessionData) | undefined;
-}
-
-async function editSession(id: string, edit: (data: PortalSession & SessionData) => void): Promise<void> {
-  const store = portal.portal.sessions;
-  const found = await store.getFresh(id);
-  if (!found) throw new Error('no such session');
-  const data = structuredClone(found.data) as PortalSession & SessionData;
-  edit(data);
-  expect(await store.update(id, data, 3_600_000, { subject: data.sub, idpSid: data.idpSid ?? null })).toBe(true);
-}
-
-async function counted(statusClass: string): Promise<number> {
-  const text = await (await fetch(`${portal.origin}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`atrium_http_requests_total{area="apps",status="${statusClass}"}`));
-  return line ? Number(line.split(' ').at(-1)) : 0;
-}
 
 describe('cookie header spellings', () => {
   it('serves a quoted session id as the cookies module reads it (quotes stripped, signature over the bare id)', async () => {

@@ -1,11 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
-import type { SessionData } from '../lib/sessions/store.ts';
-import type { PortalSession } from '../portal/http/context.ts';
-import { Agent } from './helpers/agent.ts';
 import { koaAppSource, makeAppsDir } from './helpers/apps.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
-import { rawRequest, type RawResponse } from './helpers/raw-http.ts';
+import { apiCall, jsonOf, laneHelpers } from './helpers/lane.ts';
+import { rawRequest } from './helpers/raw-http.ts';
 import { startEchoUpstream } from './helpers/upstream.ts';
 
 /**
@@ -36,40 +33,9 @@ afterAll(async () => {
   if (!upstreamClosed) await upstream?.close();
 });
 
-/** A fresh browser signed in as `email`, with its Cookie header and session id. */
-async function signedIn(email = 'stable@example.com'): Promise<{ agent: Agent; cookie: string; id: string; signature: string }> {
-  const agent = new Agent(portal.origin);
-  await agent.login(email, DEMO_PASSWORD);
-  const id = agent.cookie('atrium.sid')?.value as string;
-  const signature = agent.cookie('atrium.sid.sig')?.value as string;
-  expect(id).toMatch(/^[A-Za-z0-9_-]{43}$/);
-  return { agent, cookie: `atrium.sid=${id}; atrium.sid.sig=${signature}`, id, signature };
-}
-
-/** How many app requests /metrics has counted with a status class, e.g. `2xx`. */
-async function appRequestsCounted(statusClass: string): Promise<number> {
-  const text = await (await fetch(`${portal.origin}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`atrium_http_requests_total{area="apps",status="${statusClass}"}`));
-  return line ? Number(line.split(' ').at(-1)) : 0;
-}
-
-const api = (cookie: string, extra: Record<string, string> = {}) => ({ headers: { cookie, accept: 'application/json', ...extra } });
-const json = (res: RawResponse) => JSON.parse(res.body) as Record<string, unknown>;
-
-/** The session as the store holds it now (past the cache). */
-async function stored(id: string): Promise<PortalSession> {
-  return (await portal.portal.sessions.getFresh(id))?.data as unknown as PortalSession;
-}
-
-/** Rewrites a stored session (as another instance, or time passing, would leave it). */
-async function editSession(id: string, edit: (data: PortalSession & SessionData) => void): Promise<void> {
-  const store = portal.portal.sessions;
-  const found = await store.getFresh(id);
-  if (!found) throw new Error('no such session');
-  const data = structuredClone(found.data) as PortalSession & SessionData;
-  edit(data);
-  expect(await store.update(id, data, 3_600_000, { subject: data.sub, idpSid: data.idpSid ?? null })).toBe(true);
-}
+const { signedIn, stored, editSession, appRequestsCounted } = laneHelpers(() => portal);
+const api = apiCall;
+const json = jsonOf;
 
 describe('the fast lane answers as the pipeline does', () => {
   it('serves a signed-in request to an upstream app and to an in-process app', async () => {
@@ -154,19 +120,19 @@ describe('the fast lane answers as the pipeline does', () => {
       data.seenAt = longAgo;
     });
     expect((await rawRequest(port, '/apps/stable/echo/', api(cookie))).status).toBe(200);
-    const seenAt = (await stored(id)).seenAt as number;
+    const seenAt = (await stored(id))!.seenAt as number;
     expect(seenAt).toBeGreaterThan(longAgo);
   });
 
   it('lets the pipeline refresh the tokens of a session whose access token is due', async () => {
     const { cookie, id } = await signedIn();
-    const before = (await stored(id)).tokens;
+    const before = (await stored(id))!.tokens;
     const due = Date.now() - 1000;
     await editSession(id, (data) => {
       data.tokens.expiresAt = due;
     });
     expect((await rawRequest(port, '/apps/stable/echo/', api(cookie))).status).toBe(200);
-    const after = (await stored(id)).tokens;
+    const after = (await stored(id))!.tokens;
     expect(after.access).not.toBe(before.access);
     expect(after.expiresAt).not.toBe(due);
   });
