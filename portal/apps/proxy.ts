@@ -198,7 +198,7 @@ export class UpstreamProxy {
       this.rules.filterUpstream(headers, target.prefix);
       keepPortalSetCookie(res, headers);
     };
-    // Not `async`: when the assertion is at hand (the usual case), one promise per request, undici's.
+    // Not `async`: the promises are the answer's and what hangs off it, with no async wrappers around them.
     const send = (req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>, forTarget: UpstreamTarget, path: string): Promise<void> => {
       // The client may have gone while the assertion was signed: its 'close' has passed, and would
       // never be heard below. Nothing to answer (metrics count it as the client's, 499).
