@@ -1,17 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { appFromHost, appOrigin, parseAppOrigin, type AppOriginPattern } from '../lib/apps/origins.ts';
 import { loadConfig } from '../lib/config.ts';
-import { ConfigError } from '../lib/errors.ts';
+import { configProblems } from './helpers/config-problems.ts';
 
-function problems(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-    return [];
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-}
+const problems = configProblems;
 
 describe('APP_ORIGIN', () => {
   it('accepts a host per app and fills it in', () => {

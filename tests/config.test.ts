@@ -1,16 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config.ts';
 import { ConfigError } from '../lib/errors.ts';
+import { configProblems } from './helpers/config-problems.ts';
 
-function problems(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  return [];
-}
+const problems = configProblems;
 
 describe('configuration', () => {
   it('starts in development with nothing set', () => {

@@ -1,6 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../lib/config.ts';
-import { ConfigError } from '../lib/errors.ts';
 import { freePort } from '../lib/free-port.ts';
 import { GroupsClaimError, MAX_PROVIDER_GROUPS, readGroupsClaim } from '../lib/providers/groups-claim.ts';
 import { Agent } from './helpers/agent.ts';
@@ -9,6 +8,7 @@ import { KOA, koaAppSource, makeAppsDir } from './helpers/apps.ts';
 import { EXTERNAL_AUDIENCE, NAMESPACED_GROUPS, signInAt, startExternalIdp, type ExternalIdp, type ProviderShape } from './helpers/external-idp.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
 import { connect, cookieHeader, disconnected } from './helpers/sockets.ts';
+import { configProblems } from './helpers/config-problems.ts';
 
 /** An app for one provider group, with a socket.io namespace, and one per tier. */
 const realtimeApp = `import Koa from ${JSON.stringify(KOA)};
@@ -246,15 +246,7 @@ describe('reading the groups claim', () => {
 
 describe('group rules in the configuration', () => {
   const base = { NODE_ENV: 'test', OIDC_ISSUER: 'https://idp.example', OIDC_CLIENT_ID: 'portal' };
-  const problems = (env: Record<string, string>) => {
-    try {
-      loadConfig(env);
-    } catch (err) {
-      if (err instanceof ConfigError) return err.problems;
-      throw err;
-    }
-    return [];
-  };
+  const problems = configProblems;
 
   it('parses the rule forms, and defaults to one-to-one into the idp namespace', () => {
     const config = loadConfig({ ...base, GROUPS_CLAIM: 'groups', GROUP_RULES: 'Engineering -> engineering\natrium-* -> team-*; * -> idp:*' });

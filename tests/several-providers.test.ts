@@ -9,7 +9,6 @@ import { AccessIndex } from '../lib/directory/access.ts';
 import { DEMO_PASSWORD } from '../lib/directory/demo.ts';
 import { GroupDirectory } from '../lib/directory/groups.ts';
 import { UserDirectory } from '../lib/directory/users.ts';
-import { ConfigError } from '../lib/errors.ts';
 import { freePort } from '../lib/free-port.ts';
 import { createLogger } from '../lib/log.ts';
 import { EMBEDDED_ISSUER_KEY, ProviderAccounts } from '../lib/providers/provider-accounts.ts';
@@ -20,6 +19,7 @@ import { koaAppSource, makeAppsDir } from './helpers/apps.ts';
 import { createTestDatabase, DIALECTS } from './helpers/databases.ts';
 import { EXTERNAL_AUDIENCE, NAMESPACED_GROUPS, signInAt, startExternalIdp, type ExternalIdp } from './helpers/external-idp.ts';
 import { startTestPortal, type TestPortal } from './helpers/portal.ts';
+import { configProblems } from './helpers/config-problems.ts';
 
 const TTL_S = 4;
 const json = { Accept: 'application/json' };
@@ -231,15 +231,7 @@ for (const dialect of DIALECTS) {
 }
 
 describe('PROVIDERS in the configuration', () => {
-  const problems = (env: Record<string, string>) => {
-    try {
-      loadConfig({ NODE_ENV: 'test', ...env });
-    } catch (err) {
-      if (err instanceof ConfigError) return err.problems;
-      throw err;
-    }
-    return [];
-  };
+  const problems = (env: Record<string, string>) => configProblems({ NODE_ENV: 'test', ...env });
   const corpEntry = { id: 'corp', issuer: 'https://corp.example', clientId: 'portal', groupsClaim: 'groups' };
 
   it('keeps the single-provider variables as the one-provider case, and reads PROVIDERS_FILE', () => {

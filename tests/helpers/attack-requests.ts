@@ -1,5 +1,4 @@
-import { request as httpRequest } from 'node:http';
-import type { HostAgent, HostResponse } from './host-agent.ts';
+import { sendRaw, type HostAgent, type HostResponse } from './host-agent.ts';
 
 /**
  * One request from a HostAgent's browser with a body of any type and bytes (a beacon's text/plain,
@@ -13,26 +12,5 @@ export function sendAs(agent: HostAgent, method: string, target: string, options
   if (cookie && options.cookies !== false && !headers.Cookie) headers.Cookie = cookie;
   const body = options.body;
   if (body !== undefined) headers['Content-Length'] = String(Buffer.byteLength(body));
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: agent.port, method, path: `${url.pathname}${url.search}`, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        const location = res.headers.location;
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          setCookies: ([] as string[]).concat(res.headers['set-cookie'] ?? []),
-          location: location === undefined ? undefined : new URL(location, url).href,
-          text,
-          url: url.href,
-          json: () => JSON.parse(text),
-        });
-      });
-    });
-    // A server that refuses early may close while the body is still being written.
-    req.on('error', reject);
-    req.end(body);
-  });
+  return sendRaw(agent.port, method, url, headers, body);
 }

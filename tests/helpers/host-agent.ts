@@ -36,36 +36,17 @@ export class HostAgent {
     if (cookie && options.cookies !== false) headers.Cookie = cookie;
     const body = options.form ? new URLSearchParams(options.form).toString() : undefined;
     if (body !== undefined) headers['Content-Type'] = 'application/x-www-form-urlencoded';
-    return new Promise((resolve, reject) => {
-      const req = httpRequest({ host: '127.0.0.1', port: this.port, method, path: `${url.pathname}${url.search}`, headers }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const setCookies = ([] as string[]).concat(res.headers['set-cookie'] ?? []);
-          for (const raw of setCookies) {
-            const [pair = ''] = raw.split(';');
-            const eq = pair.indexOf('=');
-            const name = pair.slice(0, eq).trim();
-            const value = pair.slice(eq + 1).trim();
-            const expired = value === '' || /max-age=0/i.test(raw) || /expires=Thu, 01 Jan 1970/i.test(raw);
-            if (expired) jar.delete(name);
-            else jar.set(name, value);
-          }
-          const text = Buffer.concat(chunks).toString('utf8');
-          const location = res.headers.location;
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            setCookies,
-            location: location === undefined ? undefined : new URL(location, url).href,
-            text,
-            url: url.href,
-            json: () => JSON.parse(text),
-          });
-        });
-      });
-      req.on('error', reject);
-      req.end(body);
+    return sendRaw(this.port, method, url, headers, body).then((response) => {
+      for (const raw of response.setCookies) {
+        const [pair = ''] = raw.split(';');
+        const eq = pair.indexOf('=');
+        const name = pair.slice(0, eq).trim();
+        const value = pair.slice(eq + 1).trim();
+        const expired = value === '' || /max-age=0/i.test(raw) || /expires=Thu, 01 Jan 1970/i.test(raw);
+        if (expired) jar.delete(name);
+        else jar.set(name, value);
+      }
+      return response;
     });
   }
 
@@ -114,4 +95,30 @@ export function handoffForm(html: string): { action: string; code: string } | un
   const action = /<form method="post" action="([^"]+)" id="handoff">/.exec(html)?.[1];
   const code = /name="code" value="([^"]+)"/.exec(html)?.[1];
   return action && code ? { action: action.replace(/&amp;/g, '&'), code } : undefined;
+}
+
+/** One request to 127.0.0.1:`port` for `url` (its host in the Host header the caller set), the answer read whole. */
+export function sendRaw(port: number, method: string, url: URL, headers: Record<string, string>, body?: string | Buffer): Promise<HostResponse> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method, path: `${url.pathname}${url.search}`, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        const location = res.headers.location;
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          setCookies: ([] as string[]).concat(res.headers['set-cookie'] ?? []),
+          location: location === undefined ? undefined : new URL(location, url).href,
+          text,
+          url: url.href,
+          json: () => JSON.parse(text),
+        });
+      });
+    });
+    // A server that refuses early may close while the body is still being written.
+    req.on('error', reject);
+    req.end(body);
+  });
 }
