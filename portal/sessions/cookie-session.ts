@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type Koa from 'koa';
 import session from 'koa-session';
 import type { SessionStore } from '../../lib/sessions/store.ts';
+import { hideSessionFromApps } from './hidden-from-apps.ts';
 
 /**
  * The session cookie's name. Over https it carries the `__Host-` prefix: a browser then keeps it
@@ -138,6 +139,8 @@ export function sessionMiddleware(app: Koa<any, any>, store: SessionStore, optio
     },
     app,
   );
+  // In-process apps never see it (apps/portal-session-hidden.ts says when one runs).
+  hideSessionFromApps(app.context);
   // A proxied response is already on its way when koa-session saves; the store write still
   // happens, only re-sending the unchanged id cookie is skipped (it would throw ERR_HTTP_HEADERS_SENT).
   return (ctx, next) => {
