@@ -47,7 +47,7 @@ export const NGINX = process.env.BENCH_NGINX || '/usr/sbin/nginx';
 export type Generator = 'wrk' | 'sio' | 'ws';
 
 /** The server processes; a target is measured against one of them (plus the shared upstream for proxies). */
-export type ServerId = 'upstream' | 'koa' | 'nginx' | 'chp' | 'undici' | 'sio' | 'portal-proxied' | 'portal-inproc' | 'portal-bearer' | 'portal-sio' | 'portal-ws';
+export type ServerId = 'upstream' | 'koa' | 'nginx' | 'chp' | 'undici' | 'tunnel' | 'sio' | 'portal-proxied' | 'portal-inproc' | 'portal-bearer' | 'portal-sio' | 'portal-ws';
 
 export interface TargetSpec {
   label: string;
@@ -70,6 +70,7 @@ export const TARGETS = {
   'portal-sio': { label: 'portal socket.io, emit+ack (c)', generator: 'sio', server: 'portal-sio', proxiesToUpstream: false },
   ws: { label: 'websocket echo, node direct', generator: 'ws', server: 'upstream', proxiesToUpstream: false },
   'nginx-ws': { label: 'websocket echo via nginx', generator: 'ws', server: 'nginx', proxiesToUpstream: true },
+  'tunnel-ws': { label: 'websocket echo via a bare node tunnel (context)', generator: 'ws', server: 'tunnel', proxiesToUpstream: true },
   'portal-ws': { label: 'websocket echo via portal (e)', generator: 'ws', server: 'portal-ws', proxiesToUpstream: true },
 } as const satisfies Record<string, TargetSpec>;
 export type TargetId = keyof typeof TARGETS;
@@ -108,6 +109,8 @@ export const RATIOS: RatioSpec[] = [
   { id: 'undici/nginx', label: 'bare undici proxy / nginx', a: 'undici', b: 'nginx' },
   { id: 'proxied/undici', label: 'proxied (a) / bare undici proxy', a: 'proxied', b: 'undici' },
   { id: 'nginx-ws/ws', label: 'nginx websocket / direct', a: 'nginx-ws', b: 'ws' },
+  { id: 'tunnel-ws/nginx-ws', label: 'bare node tunnel / nginx websocket', a: 'tunnel-ws', b: 'nginx-ws' },
+  { id: 'portal-ws/tunnel-ws', label: 'websocket (e) / bare node tunnel', a: 'portal-ws', b: 'tunnel-ws' },
 ];
 /** Start-up goals, in seconds. */
 export const STARTUP_GOALS = { firstRequestSeconds: 2, newFolderSeconds: 1 };

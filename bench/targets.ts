@@ -8,6 +8,7 @@
  *   nginx           nginx -> upstream (HTTP and /ws)
  *   chp             configurable-http-proxy -> upstream
  *   undici          bench/servers/undici-proxy.ts: the barest Node proxy, undici as the portal uses it (context)
+ *   tunnel          bench/servers/tcp-tunnel.ts: the barest Node websocket proxy, two sockets piped (context)
  *   sio             bench/servers/socketio.ts
  *   portal-*        one portal process per portal target (so CPU, memory and profiles are per path),
  *                   all with the same 10-app APPS_DIR: stable/hello (in-process), stable/rt (realtime),
@@ -56,7 +57,7 @@ export function serversFor(targets: TargetId[]): ServerId[] {
     needed.add(spec.server);
     if (spec.proxiesToUpstream) needed.add('upstream');
   }
-  const order: ServerId[] = ['upstream', 'koa', 'nginx', 'chp', 'undici', 'sio', 'portal-proxied', 'portal-inproc', 'portal-bearer', 'portal-sio', 'portal-ws'];
+  const order: ServerId[] = ['upstream', 'koa', 'nginx', 'chp', 'undici', 'tunnel', 'sio', 'portal-proxied', 'portal-inproc', 'portal-bearer', 'portal-sio', 'portal-ws'];
   return order.filter((s) => needed.has(s));
 }
 
@@ -89,6 +90,13 @@ export async function startServer(id: ServerId, ctx: { temp: string; fixture: Ap
       const origin = `http://${HOST}:${port}`;
       const started = Date.now();
       const child = spawnNode('undici proxy', settings.serverCore, ['bench/servers/undici-proxy.ts'], childEnv({ PORT: String(port), BENCH_UPSTREAM: upstream().origin, NODE_ENV: 'test' }));
+      return { id, child, origin, startupMs: await waitReady(`${origin}/`, child, started), headers: {} };
+    }
+    case 'tunnel': {
+      const port = await freePort(HOST);
+      const origin = `http://${HOST}:${port}`;
+      const started = Date.now();
+      const child = spawnNode('node tunnel', settings.serverCore, ['bench/servers/tcp-tunnel.ts'], childEnv({ PORT: String(port), BENCH_UPSTREAM: upstream().origin, NODE_ENV: 'test' }));
       return { id, child, origin, startupMs: await waitReady(`${origin}/`, child, started), headers: {} };
     }
     case 'sio': {
@@ -171,6 +179,7 @@ export function makeTarget(id: TargetId, servers: Map<ServerId, Server>, session
       return sio();
     case 'ws':
     case 'nginx-ws':
+    case 'tunnel-ws':
       return ws(`/${WS_PATH}`);
     case 'portal-ws':
       return ws(`${UPSTREAM_APP_PATH}${WS_PATH}`);
