@@ -7,7 +7,7 @@
  * The switch is a flag on the context read by one accessor on the Koa app's context prototype,
  * installed once: defining and deleting an own `session` property on every request instead turned
  * each context into a slow dictionary-mode object for the rest of its request (the delete was not
- * of the last property added), about a sixth of the in-process hot path (BENCHMARKS.md).
+ * of the last property added), about a tenth of an in-process request (6 µs of 55, BENCHMARKS.md).
  */
 const APP_RUNNING = Symbol('atrium.app-running');
 type Flagged = { [APP_RUNNING]?: boolean };
