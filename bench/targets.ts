@@ -85,18 +85,14 @@ export async function startServer(id: ServerId, ctx: { temp: string; fixture: Ap
       const child = spawnNode('koa', settings.serverCore, ['bench/servers/app.ts'], childEnv({ PORT: String(port), BENCH_APP_MODULE: ctx.fixture.helloModule, NODE_ENV: 'test' }));
       return { id, child, origin, startupMs: await waitReady(`${origin}/`, child, started), headers: {} };
     }
-    case 'undici': {
-      const port = await freePort(HOST);
-      const origin = `http://${HOST}:${port}`;
-      const started = Date.now();
-      const child = spawnNode('undici proxy', settings.serverCore, ['bench/servers/undici-proxy.ts'], childEnv({ PORT: String(port), BENCH_UPSTREAM: upstream().origin, NODE_ENV: 'test' }));
-      return { id, child, origin, startupMs: await waitReady(`${origin}/`, child, started), headers: {} };
-    }
+    case 'undici':
     case 'tunnel': {
+      // The bare Node proxies (context): HTTP through undici, and websockets through two piped sockets.
+      const [name, script] = id === 'undici' ? ['undici proxy', 'bench/servers/undici-proxy.ts'] : ['node tunnel', 'bench/servers/tcp-tunnel.ts'];
       const port = await freePort(HOST);
       const origin = `http://${HOST}:${port}`;
       const started = Date.now();
-      const child = spawnNode('node tunnel', settings.serverCore, ['bench/servers/tcp-tunnel.ts'], childEnv({ PORT: String(port), BENCH_UPSTREAM: upstream().origin, NODE_ENV: 'test' }));
+      const child = spawnNode(name, settings.serverCore, [script], childEnv({ PORT: String(port), BENCH_UPSTREAM: upstream().origin, NODE_ENV: 'test' }));
       return { id, child, origin, startupMs: await waitReady(`${origin}/`, child, started), headers: {} };
     }
     case 'sio': {

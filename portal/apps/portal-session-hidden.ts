@@ -14,16 +14,7 @@ export function withoutPortalSession(handler: Koa.Middleware): Koa.Middleware {
     // When the app hands on (`next()`), what follows is the portal's again, and the app's once it returns.
     const onward = () => {
       setAppRunning(ctx, false);
-      return next().then(
-        (value: unknown) => {
-          setAppRunning(ctx, true);
-          return value;
-        },
-        (err: unknown) => {
-          setAppRunning(ctx, true);
-          throw err;
-        },
-      );
+      return once(next(), ctx, true);
     };
     setAppRunning(ctx, true);
     let running: unknown;
@@ -33,15 +24,20 @@ export function withoutPortalSession(handler: Koa.Middleware): Koa.Middleware {
       setAppRunning(ctx, false);
       throw err;
     }
-    return Promise.resolve(running).then(
-      (value: unknown) => {
-        setAppRunning(ctx, false);
-        return value;
-      },
-      (err: unknown) => {
-        setAppRunning(ctx, false);
-        throw err;
-      },
-    );
+    return once(Promise.resolve(running), ctx, false);
   };
+}
+
+/** `settled`, after which the app is (or is not) what runs on `ctx`, whether it fulfilled or rejected. */
+function once<T>(settled: Promise<T>, ctx: object, appRunning: boolean): Promise<T> {
+  return settled.then(
+    (value) => {
+      setAppRunning(ctx, appRunning);
+      return value;
+    },
+    (err: unknown) => {
+      setAppRunning(ctx, appRunning);
+      throw err;
+    },
+  );
 }
