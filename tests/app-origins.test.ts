@@ -16,6 +16,17 @@ app.use((ctx) => { ctx.body = { app: 'chat', user: ctx.state.user?.email ?? null
 export default { app, realtime(nsp) { nsp.on('connection', (s) => s.emit('hello', s.data.user.email)); } };
 `;
 
+// What an in-process app on its own origin sees of the portal's ctx.session, and a write to it.
+const peekApp = `import Koa from ${JSON.stringify(KOA)};
+const app = new Koa();
+app.use((ctx) => {
+  let write = 'allowed';
+  try { ctx.session = { sub: 'someone-else' }; } catch { write = 'refused'; }
+  ctx.body = { session: typeof ctx.session, write };
+});
+export default app;
+`;
+
 let portal: TestPortal;
 let upstream: Awaited<ReturnType<typeof startEchoUpstream>>;
 let port: number;
@@ -31,6 +42,7 @@ beforeAll(async () => {
     'devel/lab/index.js': koaAppSource('lab'),
     'ea/echo/app.json': JSON.stringify({ title: 'Echo', upstream: upstream.url }),
     'ea/chat/index.js': realtimeApp,
+    'ea/peek/index.js': peekApp,
   });
   portal = await startTestPortal({ port, env: { APPS_DIR: apps, PUBLIC_URL: PORTAL, APP_ORIGIN: `http://{tier}-{name}.apps.localhost:${port}` } });
 });
@@ -114,6 +126,12 @@ describe('apps on their own origins', () => {
     expect(last.status).toBe(403);
     expect(last.url.startsWith(`${PORTAL}/auth/handoff?`)).toBe(true);
     expect(appCookie(agent, 'devel', 'lab')).toBeUndefined();
+  });
+
+  it('shows an app on its origin no portal session, and refuses its writes to one', async () => {
+    const { last } = await signedIn('ea@example.com', appUrl('ea', 'peek', '/'));
+    expect(last.status).toBe(200);
+    expect(last.json()).toEqual({ session: 'undefined', write: 'refused' });
   });
 
   it('answers an API call without an app session with 401, not a redirect', async () => {
