@@ -302,9 +302,24 @@ export async function runCli(
   }
 }
 
-function parse(argv: string[]) {
+/**
+ * The word after `--session` is always its value: a session id is base64url, so one in 64 starts
+ * with `-`, which parseArgs would otherwise refuse as a missing value ("argument is ambiguous").
+ */
+export function sessionValueJoined(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i] as string;
+    if (word === '--') return [...out, ...argv.slice(i)];
+    if (word === '--session' && i + 1 < argv.length) out.push(`--session=${argv[++i] as string}`);
+    else out.push(word);
+  }
+  return out;
+}
+
+export function parse(argv: string[]) {
   return parseArgs({
-    args: argv,
+    args: sessionValueJoined(argv),
     allowPositionals: true,
     strict: true,
     options: {
