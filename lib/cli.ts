@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Database } from './db/schema.ts';
 import { AccessIndex } from './directory/access.ts';
 import { DirectoryAdmin } from './directory/admin.ts';
@@ -302,37 +302,41 @@ export async function runCli(
   }
 }
 
+const OPTIONS = {
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  query: { type: 'string' },
+  name: { type: 'string' },
+  level: { type: 'string' },
+  description: { type: 'string' },
+  'password-file': { type: 'string' },
+  session: { type: 'string' },
+  hours: { type: 'string' },
+  off: { type: 'boolean' },
+} as const satisfies ParseArgsConfig['options'];
+/** How the options are spelled on the command line (`--json`, `-h`, …). */
+const OPTION_WORDS = new Set(Object.entries(OPTIONS).flatMap(([name, option]) => [`--${name}`, ...('short' in option ? [`-${option.short}`] : [])]));
+
 /**
- * The word after `--session` is always its value: a session id is base64url, so one in 64 starts
- * with `-`, which parseArgs would otherwise refuse as a missing value ("argument is ambiguous").
+ * The word after `--session` is its value even when it starts with `-`: a session id is
+ * base64url, so one in 64 does, and parseArgs would refuse it as a missing value ("argument is
+ * ambiguous"). Unless that word is one of the options (`--session --json`: the id was forgotten),
+ * which parseArgs still refuses, as it should.
  */
 export function sessionValueJoined(argv: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i] as string;
     if (word === '--') return [...out, ...argv.slice(i)];
-    if (word === '--session' && i + 1 < argv.length) out.push(`--session=${argv[++i] as string}`);
-    else out.push(word);
+    const value = argv[i + 1];
+    if (word === '--session' && value !== undefined && !OPTION_WORDS.has(value.split('=')[0] as string)) {
+      out.push(`--session=${value}`);
+      i++;
+    } else out.push(word);
   }
   return out;
 }
 
 export function parse(argv: string[]) {
-  return parseArgs({
-    args: sessionValueJoined(argv),
-    allowPositionals: true,
-    strict: true,
-    options: {
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-      query: { type: 'string' },
-      name: { type: 'string' },
-      level: { type: 'string' },
-      description: { type: 'string' },
-      'password-file': { type: 'string' },
-      session: { type: 'string' },
-      hours: { type: 'string' },
-      off: { type: 'boolean' },
-    },
-  });
+  return parseArgs({ args: sessionValueJoined(argv), allowPositionals: true, strict: true, options: OPTIONS });
 }

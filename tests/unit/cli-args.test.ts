@@ -15,6 +15,12 @@ describe('the CLI reads a session id that starts with a dash', () => {
     expect(parse(['users', 'list', '--', '--session', 'y']).positionals).toEqual(['users', 'list', '--session', 'y']);
   });
 
+  it('still refuses --session followed by another option: the id was forgotten, and the option is not eaten', () => {
+    expect(() => parse(['sessions', 'revoke', 'a@b', '--session', '--json'])).toThrow(/ambiguous/);
+    expect(() => parse(['sessions', 'revoke', 'a@b', '--session', '-h'])).toThrow(/ambiguous/);
+    expect(() => parse(['sessions', 'revoke', 'a@b', '--session', '--name=x'])).toThrow(/ambiguous/);
+  });
+
   it('still refuses --session with nothing after it', () => {
     expect(() => parse(['sessions', 'revoke', 'a@b', '--session'])).toThrow(/argument missing/);
   });
