@@ -1,7 +1,7 @@
 /**
  * The benchmark from start to end (see scripts/bench.ts): pin this process to the load core, take
  * the start-up figures, start the servers one at a time, check each target by hand, warm them up,
- * measure them in interleaved rounds, report, and stop every child whatever happens.
+ * measure them in paired rounds (pairing.ts), report, and stop every child whatever happens.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -10,10 +10,11 @@ import { buildPortal, removeBuild } from './build.ts';
 import { writeAppsDir } from './fixtures.ts';
 import { wrkProblem } from './generators.ts';
 import { measure } from './load.ts';
+import { roundOrder } from './pairing.ts';
 import { nginxProblem } from './peers.ts';
 import { checkPinning, children, cleanUpOnInterrupt, pinSelf, processTree, READY_TIMEOUT_MS, rssMB, sleep, stopAll } from './processes.ts';
 import { report, type Failure } from './report.ts';
-import { keepTemp, portalFromBuild, profile, RESULTS_DIR, runStartup, settings, startupBuild, TARGETS, targetsToRun, type ServerId, type TargetId } from './settings.ts';
+import { keepTemp, portalFromBuild, profile, RATIOS, RESULTS_DIR, runStartup, settings, startupBuild, TARGETS, targetsToRun, type ServerId, type TargetId } from './settings.ts';
 import { measureStartup, type StartupResult } from './startup.ts';
 import { isClean, MIN_CLEAN_RUNS } from './stats.ts';
 import { makeTarget, serversFor, startServer, startUpstream, type Server, type Target } from './targets.ts';
@@ -129,15 +130,18 @@ export async function main(): Promise<void> {
     const minClean = Math.min(MIN_CLEAN_RUNS, settings.rounds);
     // More rounds help a target squeezed by other processes, not one whose generator sets the pace.
     const needsMore = (t: Target) => t.runs.filter(isClean).length < minClean && t.runs.some((r) => r.state === 'contended');
+    // An extra round runs a goal's other side too: a ratio is taken on rounds both sides ran in (pairing.ts).
+    const partners = (t: Target) => RATIOS.filter((r) => r.min !== undefined && (r.a === t.id || r.b === t.id)).map((r) => (r.a === t.id ? r.b : r.a));
+    const extraFor = (t: Target) => needsMore(t) || targets.some((other) => needsMore(other) && partners(other).includes(t.id));
     for (let round = 1; round <= settings.rounds * 2; round++) {
       if (round > settings.rounds) {
         if (!targets.some(needsMore)) break;
         if (round === settings.rounds + 1) console.log(`  the machine is busy: extra rounds until each contended target has ${minClean} clean run(s) (at most ${settings.rounds} more)`);
       }
-      // Rotate the order each round: no target always runs first or right after the same neighbour.
-      const order = targets.map((_, i) => targets[(i + round - 1) % targets.length] as Target);
+      // Each goal's two sides back to back, in alternating order; the blocks rotate (pairing.ts).
+      const order = roundOrder(targets, round);
       for (const t of order) {
-        if (round > settings.rounds && !needsMore(t)) continue;
+        if (round > settings.rounds && !extraFor(t)) continue;
         const run = await measure(t, settings.durationSeconds, round);
         t.runs.push(run);
         const mark = run.state === 'clean' ? '' : run.state === 'contended' ? ': contended' : ': generator-bound';

@@ -9,7 +9,8 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { HOST, keepTemp, NGINX, portalFromBuild, profile, RATIOS, RESULTS_DIR, ROOT, settings, STARTUP_GOALS, WRK, type RatioSpec, type Run, type TargetId } from './settings.ts';
 import type { StartupResult } from './startup.ts';
-import { CONTENDED_BELOW_PERCENT, countedRuns, GENERATOR_BOUND_PERCENT, isClean, medianOf } from './stats.ts';
+import { pairedRatio } from './pairing.ts';
+import { CONTENDED_BELOW_PERCENT, countedRuns, GENERATOR_BOUND_PERCENT, isClean, medianOf, MIN_CLEAN_RUNS } from './stats.ts';
 import type { Target } from './targets.ts';
 
 export interface Failure {
@@ -23,6 +24,8 @@ interface RatioResult extends RatioSpec {
   value: number | undefined;
   byCpu: number | undefined;
   perRound: number[];
+  /** The value is the median of the per-round ratios (pairing.ts), not the ratio of the two medians. */
+  paired: boolean;
   reliable: boolean;
   /** What the verdict was taken on: the rate ratio, or (no clean run on one side) the CPU-time ratio. */
   basis: 'rate' | 'cpu';
@@ -49,18 +52,25 @@ export function report(input: { started: Date; targets: Target[]; startup: Start
     const pick = (runs: Run[]) => (reliable ? runs.filter(isClean) : runs);
     const a = medianOf(pick(ra), (r) => r.rate);
     const b = medianOf(pick(rb), (r) => r.rate);
-    const value = a !== undefined && b !== undefined && b > 0 ? round3(a / b) : undefined;
     const ca = medianOf(pick(ra), coreUsOf);
     const cb = medianOf(pick(rb), coreUsOf);
-    const byCpu = ca !== undefined && cb !== undefined && ca > 0 ? round3(cb / ca) : undefined;
-    const perRound = ra.flatMap((run) => {
+    // The rounds both sides ran in (counted runs only, when both have clean ones): seconds apart (pairing.ts).
+    const pairs = ra.flatMap((run) => {
       const other = rb.find((r) => r.round === run.round);
-      return other && other.rate > 0 && (!reliable || (isClean(run) && isClean(other))) ? [round3(run.rate / other.rate)] : [];
+      return other && (!reliable || (isClean(run) && isClean(other))) ? [[run, other] as const] : [];
     });
+    const perRound = pairs.flatMap(([x, y]) => (y.rate > 0 ? [round3(x.rate / y.rate)] : []));
+    const perRoundCpu = pairs.flatMap(([x, y]) => {
+      const [cx, cy] = [coreUsOf(x), coreUsOf(y)];
+      return cx !== null && cy !== null && cx > 0 ? [round3(cy / cx)] : [];
+    });
+    const byRate = pairedRatio(perRound, a !== undefined && b !== undefined && b > 0 ? round3(a / b) : undefined, MIN_CLEAN_RUNS);
+    const value = byRate.value;
+    const byCpu = pairedRatio(perRoundCpu, ca !== undefined && cb !== undefined && ca > 0 ? round3(cb / ca) : undefined, MIN_CLEAN_RUNS).value;
     // The verdict is on the rates when both sides had clean runs; otherwise the rates compare runs
     // squeezed by other processes by different amounts, and CPU time per operation decides.
     const basis: 'rate' | 'cpu' = reliable || byCpu === undefined || spec.min === undefined ? 'rate' : 'cpu';
-    return { ...spec, value, byCpu, perRound, reliable, basis, verdict: verdictOf(basis === 'rate' ? value : byCpu, spec.min, spec.stretch) };
+    return { ...spec, value, paired: byRate.paired, byCpu, perRound, reliable, basis, verdict: verdictOf(basis === 'rate' ? value : byCpu, spec.min, spec.stretch) };
   });
   const invalid = targets.filter((t) => t.runs.some((r) => r.bad + r.errors > 0)).map((t) => t.id);
 
@@ -82,11 +92,12 @@ export function report(input: { started: Date; targets: Target[]; startup: Start
     lines.push(`new upstream connections per request: ${conns.map((t) => `${t.id} ${fmt(medianOf(t.runs, (r) => r.upstreamConnectionsPerOp), 3)}`).join(', ')}`);
   }
   const shown = ratios.filter((r) => r.value !== undefined || (r.min !== undefined && (byId.has(r.a) || byId.has(r.b))));
-  if (shown.length > 0) lines.push('', `${'ratio'.padEnd(34)} ${'rate'.padStart(6)}  ${'per round'.padEnd(11)} ${'by CPU'.padStart(6)}  ${'goal'.padEnd(10)} result`);
+  if (shown.length > 0) lines.push('', `ratios: medians of the per-round ratios (a goal's two sides run back to back); "of medians" where fewer than ${MIN_CLEAN_RUNS} rounds had both sides counted`);
+  if (shown.length > 0) lines.push(`${'ratio'.padEnd(34)} ${'rate'.padStart(6)}  ${'per round'.padEnd(11)} ${'by CPU'.padStart(6)}  ${'goal'.padEnd(10)} result`);
   for (const r of shown) {
     const rounds = r.perRound.length > 1 ? `${Math.min(...r.perRound).toFixed(2)}–${Math.max(...r.perRound).toFixed(2)}` : '';
     const goal = r.min === undefined ? '(context)' : `>= ${r.min}${r.stretch ? ` (${r.stretch})` : ''}`;
-    const caveat = r.value !== undefined && !r.reliable ? (r.basis === 'cpu' ? ' by CPU/op (no clean run on one side)' : ' (no clean run on one side: all runs compared)') : '';
+    const caveat = (r.value !== undefined && !r.paired ? ' (of medians)' : '') + (r.value !== undefined && !r.reliable ? (r.basis === 'cpu' ? ' by CPU/op (no clean run on one side)' : ' (no clean run on one side: all runs compared)') : '');
     lines.push(`${r.label.padEnd(34)} ${fmt(r.value, 3).padStart(6)}  ${rounds.padEnd(11)} ${fmt(r.byCpu, 3).padStart(6)}  ${goal.padEnd(10)} ${r.verdict}${caveat}`);
   }
   for (const s of startup) {
@@ -232,13 +243,13 @@ function markdown(m: {
     );
   }
   out.push('');
-  out.push('| ratio | by rate | per round | by CPU/op | goal | result |');
+  out.push('| ratio | by rate (median of rounds) | per round | by CPU/op | goal | result |');
   out.push('|---|---:|---|---:|---|---|');
   for (const r of m.ratios) {
     if (r.value === undefined) continue;
     const rounds = r.perRound.length > 1 ? `${Math.min(...r.perRound).toFixed(2)}–${Math.max(...r.perRound).toFixed(2)}` : '';
     const goal = r.min === undefined ? 'context' : `≥ ${r.min}${r.stretch ? ` (stretch ${r.stretch})` : ''}`;
-    const result = `${bold(r.verdict)}${r.reliable ? '' : r.basis === 'cpu' ? ' by CPU/op (no clean run on one side)' : ' (all runs: no clean run on one side)'}`;
+    const result = `${bold(r.verdict)}${r.paired ? '' : ' (of medians)'}${r.reliable ? '' : r.basis === 'cpu' ? ' by CPU/op (no clean run on one side)' : ' (all runs: no clean run on one side)'}`;
     out.push(`| ${r.label} | ${fmt(r.value, 2)} | ${rounds} | ${fmt(r.byCpu, 2)} | ${goal} | ${result} |`);
   }
   if (m.startup.length > 0) {

@@ -86,7 +86,7 @@ export const runStartup = wanted.length === 0 || wanted.includes('startup');
 
 export const UNIT: Record<Generator, string> = { wrk: 'req/s', sio: 'acks/s', ws: 'msgs/s' };
 
-/** The issue's goals: `a / b >= min` (rates, medians of the interleaved rounds). */
+/** The issue's goals: `a / b >= min` (rates; the median of the paired rounds' ratios, bench/pairing.ts). */
 export interface RatioSpec {
   id: string;
   label: string;
