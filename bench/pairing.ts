@@ -1,6 +1,6 @@
 /**
  * Paired measurement. The host under these VMs changes speed from minute to minute (bare node has
- * run at 17k and at 44k req/s on the same day), so two targets measured a minute apart are not
+ * run at 15k and at 44k req/s on the same day), so two targets measured a minute apart are not
  * compared on the same machine. Each goal's two targets therefore run back to back in every round,
  * in alternating order, and a ratio is the median of its per-round ratios: each of those compares
  * two runs made seconds apart, and the drift between rounds cancels out of it.
